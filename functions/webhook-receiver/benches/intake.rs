@@ -1,0 +1,89 @@
+//! Throughput of the receiver's CPU work: parse + validate + normalize + envelope, per typical form body.
+
+use std::hint::black_box;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fluxo::domain::LeadId;
+use fluxo::domain::intake::{self, IntakeSettings, Submission};
+use fluxo::envelope::LeadEnvelope;
+use fluxo::idempotency;
+
+const FORM: &[u8] = b"nome=Jo%C3%A3o+da+Silva&email=Joao.Silva%40Exemplo.com.br&telefone=%2811%29+98765-4321\
+&empresa=Empresa+X&origem=Webinar+XYZ&interesse=Software+A&utm_source=google&utm_medium=cpc\
+&utm_campaign=black-friday&page_url=https%3A%2F%2Fexemplo.com.br%2Fwebinar&consentimento=sim&cargo=CTO";
+
+const SEED_JSON: &[u8] =
+    br#"{"nome": "Jo\u00e3o", "email": "joao@exemplo.com", "origem": "Webinar XYZ", "interesse": "Software A"}"#;
+
+fn accept(
+    runtime: &tokio::runtime::Runtime,
+    content_type: &str,
+    body: &[u8],
+    settings: &IntakeSettings,
+) -> String {
+    let at: DateTime<Utc> = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+    let fields = runtime
+        .block_on(webhook_receiver::body::decode(Some(content_type), body))
+        .unwrap_or_default();
+    let Ok(Submission::Lead { lead, .. }) = intake::normalize(&fields, None, at, settings) else {
+        return String::new();
+    };
+    let key = idempotency::request_key_from_content(
+        lead.source.as_deref().unwrap_or(""),
+        lead.email.as_str(),
+        lead.form.as_deref().unwrap_or(""),
+        at,
+        600,
+    );
+    let envelope = LeadEnvelope::new(LeadId::new(at, 42), key, at, None, *lead);
+    envelope.to_json().unwrap_or_default()
+}
+
+fn bench_intake(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|_| std::process::abort());
+    let settings = IntakeSettings {
+        default_country: Some(phonenumber::country::Id::BR),
+        ..Default::default()
+    };
+    // Make sure the benchmark measures accepted leads, not an early rejection.
+    assert!(
+        !accept(
+            &runtime,
+            "application/x-www-form-urlencoded",
+            FORM,
+            &settings
+        )
+        .is_empty()
+    );
+    assert!(!accept(&runtime, "application/json", SEED_JSON, &settings).is_empty());
+
+    let mut group = c.benchmark_group("intake");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("urlencoded_form_with_phone", |b| {
+        b.iter(|| {
+            accept(
+                &runtime,
+                "application/x-www-form-urlencoded",
+                black_box(FORM),
+                &settings,
+            )
+        })
+    });
+    group.bench_function("article_json_payload", |b| {
+        b.iter(|| {
+            accept(
+                &runtime,
+                "application/json",
+                black_box(SEED_JSON),
+                &settings,
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_intake);
+criterion_main!(benches);

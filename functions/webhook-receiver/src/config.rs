@@ -1,0 +1,136 @@
+//! The receiver's settings, read once at cold start from the environment.
+
+use fluxo::settings::{self, SettingError, Source};
+
+use crate::cors::{AllowedOrigins, Origin};
+
+/// Everything the receiver needs to know, validated at cold start.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// `LEADS_TABLE`: the DynamoDB table for intake records.
+    pub leads_table: String,
+    /// `LEADS_QUEUE_URL`: the SQS leads queue.
+    pub leads_queue_url: String,
+    /// `MAX_BODY_BYTES`: larger bodies get 413. Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// `HONEYPOT_FIELD`: the field bots fill in. Default `_gotcha`.
+    pub honeypot_field: String,
+    /// `ALLOWED_ORIGINS`: comma-separated origins (`https://site.com`), or `*`. Empty: no CORS.
+    pub allowed_origins: AllowedOrigins,
+    /// `THANK_YOU_URL`: where plain HTML forms are sent after a submission, if they name no `_redirect`.
+    pub thank_you_url: Option<String>,
+    /// `DEFAULT_COUNTRY`: ISO 3166 alpha-2 code for national phone numbers (e.g. `BR`).
+    pub default_country: Option<phonenumber::country::Id>,
+    /// `DEDUP_WINDOW_SECS`: identical submissions inside this window are one request. Default 600.
+    pub dedup_window_secs: u64,
+    /// `RAW_RETENTION_DAYS`: how long raw requests are kept (DynamoDB TTL). Default 90.
+    pub raw_retention_days: u32,
+    /// `ENQUEUE_CLAIM_SECS`: how long one request holds the right to queue a stored lead. Default 30.
+    pub enqueue_claim_secs: u32,
+}
+
+impl ReceiverConfig {
+    /// Reads and validates every setting; the error names the first bad one.
+    pub fn from_source(src: &impl Source) -> Result<Self, SettingError> {
+        let default_country = settings::optional(src, "DEFAULT_COUNTRY")?
+            .map(|code| {
+                code.to_uppercase()
+                    .parse::<phonenumber::country::Id>()
+                    .map_err(|_| SettingError::Invalid {
+                        name: "DEFAULT_COUNTRY",
+                        problem: "must be an ISO 3166 alpha-2 country code such as BR or US".into(),
+                    })
+            })
+            .transpose()?;
+        let allowed_origins = AllowedOrigins::parse(&settings::list(src, "ALLOWED_ORIGINS")?)
+            .map_err(|problem| SettingError::Invalid {
+                name: "ALLOWED_ORIGINS",
+                problem,
+            })?;
+        let thank_you_url = settings::optional(src, "THANK_YOU_URL")?;
+        if let Some(url) = &thank_you_url
+            && Origin::of_url(url).is_none()
+        {
+            return Err(SettingError::Invalid {
+                name: "THANK_YOU_URL",
+                problem: "must be an absolute http or https URL".into(),
+            });
+        }
+        let max_body_bytes = settings::parsed(src, "MAX_BODY_BYTES", 64 * 1024)?;
+        if max_body_bytes == 0 {
+            return Err(SettingError::Invalid {
+                name: "MAX_BODY_BYTES",
+                problem: "must be positive".into(),
+            });
+        }
+        Ok(ReceiverConfig {
+            leads_table: settings::required(src, "LEADS_TABLE")?,
+            leads_queue_url: settings::required(src, "LEADS_QUEUE_URL")?,
+            max_body_bytes,
+            honeypot_field: fluxo::domain::intake::normalize_key(
+                &settings::optional(src, "HONEYPOT_FIELD")?.unwrap_or_else(|| "_gotcha".into()),
+            ),
+            allowed_origins,
+            thank_you_url,
+            default_country,
+            dedup_window_secs: settings::parsed(src, "DEDUP_WINDOW_SECS", 600)?,
+            raw_retention_days: settings::parsed(src, "RAW_RETENTION_DAYS", 90)?,
+            enqueue_claim_secs: settings::parsed(src, "ENQUEUE_CLAIM_SECS", 30)?,
+        })
+    }
+
+    /// The intake options derived from these settings.
+    pub fn intake_settings(&self) -> fluxo::domain::intake::IntakeSettings {
+        fluxo::domain::intake::IntakeSettings {
+            default_country: self.default_country,
+            honeypot_field: self.honeypot_field.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_documented_values() {
+        let c =
+            ReceiverConfig::from_source(&[("LEADS_TABLE", "t"), ("LEADS_QUEUE_URL", "q")]).unwrap();
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.honeypot_field, "_gotcha");
+        assert_eq!(c.dedup_window_secs, 600);
+        assert!(c.default_country.is_none());
+    }
+
+    #[test]
+    fn a_bad_country_code_names_the_setting() {
+        let err = ReceiverConfig::from_source(&[
+            ("LEADS_TABLE", "t"),
+            ("LEADS_QUEUE_URL", "q"),
+            ("DEFAULT_COUNTRY", "Brasil"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("DEFAULT_COUNTRY"), "{err}");
+    }
+
+    #[test]
+    fn the_table_is_required() {
+        let err = ReceiverConfig::from_source(&[("LEADS_QUEUE_URL", "q")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting LEADS_TABLE is required but not set"
+        );
+    }
+
+    #[test]
+    fn a_relative_thank_you_url_is_refused() {
+        let err = ReceiverConfig::from_source(&[
+            ("LEADS_TABLE", "t"),
+            ("LEADS_QUEUE_URL", "q"),
+            ("THANK_YOU_URL", "/obrigado"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("THANK_YOU_URL"), "{err}");
+    }
+}

@@ -1,0 +1,21 @@
+//! webhook-receiver entry point: wiring only; the logic lives in the library.
+
+use fluxo::adapters::{dynamodb::DynamoIntakeStore, load_aws_config, sqs::SqsQueue};
+use fluxo::ports::{SystemClock, ThreadRandomness};
+use lambda_http::{Error, service_fn};
+use webhook_receiver::{Receiver, ReceiverConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    fluxo::observability::init_tracing();
+    let config = ReceiverConfig::from_source(&fluxo::settings::Env)?;
+    let aws = load_aws_config().await;
+    let store = DynamoIntakeStore::from_sdk_config(&aws, &config.leads_table);
+    let queue = SqsQueue::from_sdk_config(&aws, &config.leads_queue_url);
+    let receiver = Receiver::new(config, store, queue, SystemClock, ThreadRandomness);
+    let receiver = &receiver;
+    lambda_http::run(service_fn(move |request| async move {
+        Ok::<_, std::convert::Infallible>(receiver.handle(request).await)
+    }))
+    .await
+}

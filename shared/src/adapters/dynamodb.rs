@@ -1,0 +1,276 @@
+//! DynamoDB adapter for the receiver's intake records: the conditional write that makes requests idempotent.
+//!
+//! Item layout in the leads table (`pk`, `sk` strings):
+//! `pk = INTAKE#<idempotency key>`, `sk = INTAKE`, with `lead_id`, `status` (`stored` | `queued`),
+//! `content_hash`, `received_at`, `raw_body` (binary), `content_type`, `headers` (map), `envelope`
+//! (the queued JSON), `email_fp` (a fingerprint, for erasure look-ups), `claim_until` (ms) and
+//! `expires_at` (TTL, seconds).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+
+use crate::domain::LeadId;
+use crate::envelope::LeadEnvelope;
+use crate::ports::{
+    CreateOutcome, ExistingIntake, IntakeRecord, IntakeStatus, IntakeStore, StoreError,
+};
+
+const SK_INTAKE: &str = "INTAKE";
+const STATUS_STORED: &str = "stored";
+const STATUS_QUEUED: &str = "queued";
+
+/// The intake store on a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoIntakeStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIntakeStore {
+    /// Wraps a client and the table name. Build the client once, at cold start.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoIntakeStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Builds the client from the shared AWS config.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    fn key(key: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(format!("INTAKE#{key}"))),
+            ("sk".to_string(), AttributeValue::S(SK_INTAKE.to_string())),
+        ])
+    }
+
+    async fn read(&self, key: &str) -> Result<ExistingIntake, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let item = output.item().ok_or_else(|| {
+            StoreError::Corrupt("record vanished after a conditional check".into())
+        })?;
+        existing_from_item(item)
+    }
+}
+
+/// Sorts an SDK error into retryable (throttling, 5xx, network) or permanent.
+pub fn classify<E, R>(err: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            let code = inner.code().unwrap_or("Unknown");
+            let message = format!("{code}: {}", inner.message().unwrap_or(""));
+            let transient = matches!(
+                code,
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+                    | "TransactionInProgressException"
+            );
+            if transient {
+                StoreError::Unavailable(message)
+            } else {
+                StoreError::Rejected(message)
+            }
+        }
+        SdkError::TimeoutError(_) => StoreError::Unavailable("timed out".into()),
+        SdkError::DispatchFailure(_) => {
+            StoreError::Unavailable("could not reach the service".into())
+        }
+        SdkError::ResponseError(_) => StoreError::Unavailable("unreadable response".into()),
+        _ => StoreError::Rejected("request could not be built".into()),
+    }
+}
+
+/// Whether an SDK error is DynamoDB's `ConditionalCheckFailedException`.
+pub fn is_conditional_check_failed<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    matches!(err, SdkError::ServiceError(service) if service.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} is missing or not a string")))
+}
+
+fn existing_from_item(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<ExistingIntake, StoreError> {
+    let status = match text(item, "status")? {
+        STATUS_QUEUED => IntakeStatus::Queued,
+        _ => IntakeStatus::Stored,
+    };
+    let envelope = LeadEnvelope::from_json(text(item, "envelope")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(ExistingIntake {
+        lead_id: LeadId::from_stored(text(item, "lead_id")?),
+        content_hash: text(item, "content_hash")?.to_string(),
+        status,
+        envelope,
+    })
+}
+
+fn millis(at: DateTime<Utc>) -> AttributeValue {
+    AttributeValue::N(at.timestamp_millis().to_string())
+}
+
+impl IntakeStore for DynamoIntakeStore {
+    async fn create(
+        &self,
+        record: &IntakeRecord,
+        claim_until: DateTime<Utc>,
+    ) -> Result<CreateOutcome, StoreError> {
+        let envelope = record
+            .envelope
+            .to_json()
+            .map_err(|e| StoreError::Rejected(format!("envelope did not serialize: {e}")))?;
+        let headers: HashMap<String, AttributeValue> = record
+            .raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), AttributeValue::S(v.clone())))
+            .collect();
+        let mut item = Self::key(&record.key);
+        item.insert(
+            "lead_id".into(),
+            AttributeValue::S(record.lead_id.to_string()),
+        );
+        item.insert("status".into(), AttributeValue::S(STATUS_STORED.into()));
+        item.insert(
+            "content_hash".into(),
+            AttributeValue::S(record.content_hash.clone()),
+        );
+        item.insert(
+            "received_at".into(),
+            AttributeValue::S(record.raw.received_at.to_rfc3339()),
+        );
+        item.insert(
+            "raw_body".into(),
+            AttributeValue::B(Blob::new(record.raw.body.clone())),
+        );
+        if let Some(ct) = &record.raw.content_type {
+            item.insert("content_type".into(), AttributeValue::S(ct.clone()));
+        }
+        if !headers.is_empty() {
+            item.insert("headers".into(), AttributeValue::M(headers));
+        }
+        item.insert("envelope".into(), AttributeValue::S(envelope));
+        item.insert(
+            "email_fp".into(),
+            AttributeValue::S(record.lead().email.fingerprint()),
+        );
+        item.insert("claim_until".into(), millis(claim_until));
+        item.insert(
+            "expires_at".into(),
+            AttributeValue::N(record.expires_at.to_string()),
+        );
+
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(err) if is_conditional_check_failed(&err) => {
+                let old = err.as_service_error().and_then(|e| match e {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item(),
+                    _ => None,
+                });
+                let existing = match old {
+                    Some(item) => existing_from_item(item)?,
+                    None => self.read(&record.key).await?,
+                };
+                Ok(CreateOutcome::Exists(Box::new(existing)))
+            }
+            Err(err) => Err(classify(&err)),
+        }
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("SET claim_until = :until")
+            .condition_expression(
+                "#s = :stored AND (attribute_not_exists(claim_until) OR claim_until < :now)",
+            )
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":stored", AttributeValue::S(STATUS_STORED.into()))
+            .expression_attribute_values(":now", millis(now))
+            .expression_attribute_values(":until", millis(claim_until))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_conditional_check_failed(&err) => Ok(false),
+            Err(err) => Err(classify(&err)),
+        }
+    }
+
+    async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("SET #s = :queued REMOVE claim_until")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":queued", AttributeValue::S(STATUS_QUEUED.into()))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("REMOVE claim_until")
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}

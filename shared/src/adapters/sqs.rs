@@ -1,0 +1,131 @@
+//! SQS adapter: the leads queue and any JSON message queue with batched sends.
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use crate::envelope::LeadEnvelope;
+use crate::ports::{LeadQueue, MessageQueue, OutboundMessage, QueueError};
+
+/// SQS's limit on entries per `SendMessageBatch`.
+const BATCH_LIMIT: usize = 10;
+
+/// One SQS queue, by URL.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    /// Wraps a client and a queue URL. Build the client once, at cold start.
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            url: url.into(),
+        }
+    }
+
+    /// Builds the client from the shared AWS config.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, url: impl Into<String>) -> Self {
+        Self::new(Client::new(config), url)
+    }
+
+    /// The queue URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Sorts an SDK error into retryable (throttling, 5xx, network) or permanent.
+pub fn classify<E, R>(err: &SdkError<E, R>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            let code = inner.code().unwrap_or("Unknown");
+            let message = format!("{code}: {}", inner.message().unwrap_or(""));
+            let throttled = matches!(
+                code,
+                "ThrottlingException"
+                    | "RequestThrottled"
+                    | "ServiceUnavailable"
+                    | "InternalError"
+                    | "KmsThrottled"
+            ) || code.contains("Throttl");
+            if throttled {
+                QueueError::Unavailable(message)
+            } else {
+                QueueError::Rejected(message)
+            }
+        }
+        // Timeouts, connection failures, unreadable responses: all worth retrying.
+        other => QueueError::Unavailable(describe(other)),
+    }
+}
+
+fn describe<E, R>(err: &SdkError<E, R>) -> String {
+    match err {
+        SdkError::ConstructionFailure(_) => "request could not be built".into(),
+        SdkError::TimeoutError(_) => "timed out".into(),
+        SdkError::DispatchFailure(_) => "could not reach the service".into(),
+        SdkError::ResponseError(_) => "unreadable response".into(),
+        SdkError::ServiceError(_) => "service error".into(),
+        _ => "unknown SDK error".into(),
+    }
+}
+
+impl LeadQueue for SqsQueue {
+    async fn send_lead(&self, envelope: &LeadEnvelope) -> Result<(), QueueError> {
+        let body = envelope
+            .to_json()
+            .map_err(|e| QueueError::Rejected(format!("envelope did not serialize: {e}")))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_attributes(
+                "lead_id",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(envelope.lead_id.as_str())
+                    .build()
+                    .map_err(|e| QueueError::Rejected(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}
+
+impl MessageQueue for SqsQueue {
+    async fn send_batch(&self, messages: &[OutboundMessage]) -> Result<Vec<String>, QueueError> {
+        let mut failed = Vec::new();
+        for chunk in messages.chunks(BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .map(|m| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(&m.id)
+                        .message_body(&m.body)
+                        .build()
+                        .map_err(|e| QueueError::Rejected(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            failed.extend(output.failed().iter().map(|f| f.id().to_string()));
+        }
+        Ok(failed)
+    }
+}

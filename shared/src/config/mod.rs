@@ -1,0 +1,180 @@
+//! The declarative config file (TOML): connectors, qualification rules and campaigns, in one place.
+//!
+//! Loading validates the whole file. Every error names the file, the line and column, and the field.
+
+pub mod optimizer;
+pub mod router;
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FluxoConfig {
+    /// Lead routing: CRM connector, qualification rules, destinations.
+    #[serde(default)]
+    pub lead_router: router::RouterConfig,
+    /// Hourly optimizer: platforms, campaigns, notifications.
+    #[serde(default)]
+    pub optimizer: optimizer::OptimizerConfig,
+}
+
+/// A loaded config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: FluxoConfig,
+    /// The first 12 hex digits of the SHA-256 of the file's text, recorded in journals.
+    pub version: String,
+    /// The file name, for messages.
+    pub origin: String,
+}
+
+/// A config error, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the field, e.g. `lead_router.rules[2].when.field`; `(file)` for whole-file errors.
+    pub field: String,
+    pub message: String,
+}
+
+impl crate::error::Retryable for ConfigError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Permanent
+    }
+}
+
+impl ConfigError {
+    /// An error at a byte span of the file's text.
+    pub fn at_span(
+        file: &str,
+        text: &str,
+        span: Option<Range<usize>>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            field: if field.is_empty() {
+                "(file)".to_string()
+            } else {
+                field.to_string()
+            },
+            message: message.into(),
+        }
+    }
+
+    /// An error about the file as a whole (unreadable, missing).
+    pub fn whole_file(file: &str, message: impl Into<String>) -> Self {
+        Self::at_span(file, "", None, "", message)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// Version label of a config text.
+pub fn version_of(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
+/// Parses and validates a config text. `file` names it in errors.
+pub fn load_str(file: &str, text: &str) -> Result<LoadedConfig, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|e| ConfigError::at_span(file, text, e.span(), "", e.message().to_string()))?;
+    let config: FluxoConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        // `toml::Spanned` wrappers show up as a path segment; they are not part of the field's name.
+        let field = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "");
+        let inner = e.into_inner();
+        ConfigError::at_span(
+            file,
+            text,
+            inner.span(),
+            if field == "." { "" } else { &field },
+            inner.message().to_string(),
+        )
+    })?;
+    let located = Located { file, text };
+    config.lead_router.validate(&located)?;
+    config.optimizer.validate(&located)?;
+    Ok(LoadedConfig {
+        config,
+        version: version_of(text),
+        origin: file.to_string(),
+    })
+}
+
+/// Reads, parses and validates a config file.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::whole_file(&name, format!("cannot read the file: {e}")))?;
+    load_str(&name, &text)
+}
+
+/// The file and its text, for validations that report a located error.
+#[derive(Debug, Clone, Copy)]
+pub struct Located<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl Located<'_> {
+    /// An error at a span (from a `toml::Spanned` field), naming the field.
+    pub fn error(
+        &self,
+        span: Option<Range<usize>>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::at_span(self.file, self.text, span, field, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_a_valid_config() {
+        let loaded = load_str("empty.toml", "").unwrap();
+        assert_eq!(loaded.version.len(), 12);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_and_line() {
+        let err = load_str("bad.toml", "\n\n[lead_router\n").unwrap_err();
+        assert_eq!(err.file, "bad.toml");
+        assert_eq!(err.line, 3);
+    }
+
+    #[test]
+    fn unknown_sections_name_the_field() {
+        let err = load_str("bad.toml", "[nope]\nx = 1\n").unwrap_err();
+        assert!(err.message.contains("unknown field"), "{err}");
+        assert_eq!(err.line, 1);
+    }
+}

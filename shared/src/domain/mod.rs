@@ -1,0 +1,6 @@
+//! The lead domain: value types that are valid by construction, and the intake that builds them.
+
+pub mod intake;
+mod lead;
+
+pub use lead::{Consent, CustomFields, Email, Lead, LeadId, Phone, Utm};

@@ -1,0 +1,9 @@
+//! Integration tests: one binary.
+
+// Tests may unwrap: a failure here is a test failure, with the panic message as its report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod lead_router;
+mod optimizer;
+mod receiver;
+mod support;

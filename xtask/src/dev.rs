@@ -1,0 +1,57 @@
+//! `cargo xtask dev`: the local stack in the foreground until Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::local::{self, PortChoice, StackOptions};
+use crate::venv;
+
+/// Options of `cargo xtask dev`.
+#[derive(Debug, Clone, Default)]
+pub struct DevOptions {
+    pub config: Option<PathBuf>,
+    pub moto_port: Option<u16>,
+    pub api_port: Option<u16>,
+    pub schedules: bool,
+    pub parameters: std::collections::BTreeMap<String, String>,
+}
+
+/// Runs the stack until Ctrl-C (or until moto or watch dies).
+pub async fn run(opts: DevOptions) -> Result<()> {
+    venv::ensure(&[venv::TOOLS])?;
+    let mut stack = local::start(StackOptions {
+        moto_port: PortChoice::Exactly(opts.moto_port.unwrap_or(local::DEFAULT_MOTO_PORT)),
+        api_port: PortChoice::Exactly(opts.api_port.unwrap_or(local::DEFAULT_API_PORT)),
+        config: opts.config,
+        parameters: opts.parameters,
+        reload: true,
+        schedules: opts.schedules,
+        event_sources: true,
+        show_output: true,
+        label: "dev".into(),
+        extra_env: Default::default(),
+    })
+    .await?;
+    stack.print_urls();
+    println!();
+    println!(
+        "  Try: curl -si -X POST {}/leads -H 'content-type: application/json' \\",
+        stack.api_url
+    );
+    println!("         -d '{{\"nome\": \"João\", \"email\": \"joao@exemplo.com\"}}'");
+    println!("  Ctrl-C stops everything.");
+    let outcome = loop {
+        tokio::select! {
+            _ = crate::shutdown_signal() => break Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Err(e) = stack.check_alive() {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    stack.stop().await;
+    outcome
+}

@@ -1,0 +1,34 @@
+//! xtask library: the local stack (moto + cargo lambda watch + event-source mapping) and the task runner's commands.
+
+pub mod demo;
+pub mod demo_optimizer;
+pub mod demo_router;
+pub mod dev;
+pub mod esm;
+pub mod events;
+pub mod init_time;
+pub mod local;
+pub mod optimizer;
+pub mod paths;
+pub mod proc;
+pub mod stack;
+pub mod template;
+pub mod testing;
+pub mod tools;
+pub mod venv;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Small commands: bench, check-config, invoke, package.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::template::{EventSource, Template};
+use crate::{esm, paths, proc, venv};
+
+/// `cargo xtask bench [args]`: the criterion benchmarks.
+pub async fn bench(args: &[String]) -> Result<()> {
+    proc::run(
+        "cargo bench",
+        proc::command("cargo", &paths::root())
+            .args(["bench", "--workspace"])
+            .args(args),
+    )
+    .await
+}
+
+/// `cargo xtask check-config FILE`: validates a config file. Returns whether it is valid.
+pub fn check_config(path: &Path) -> bool {
+    match fluxo::config::load_file(path) {
+        Ok(loaded) => {
+            println!("ok (version {})", loaded.version);
+            true
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            false
+        }
+    }
+}
+
+/// Options of `cargo xtask invoke`.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeOptions {
+    pub function: String,
+    pub scheduled: bool,
+    pub payload: Option<String>,
+    pub invoke_url: Option<String>,
+}
+
+/// `cargo xtask invoke FUNCTION [--scheduled] [--payload JSON]`: invokes a function of a running dev stack.
+pub async fn invoke(opts: InvokeOptions) -> Result<()> {
+    let template = Template::load(&paths::template())?;
+    let f = template.function(&opts.function)?;
+    let payload = match (&opts.payload, opts.scheduled) {
+        (Some(p), _) => serde_json::from_str(p).context("--payload is not JSON")?,
+        (None, true) => {
+            let rule = f
+                .events
+                .iter()
+                .find(|(_, e)| matches!(e, EventSource::Schedule(_)))
+                .map(|(name, _)| format!("{}-{name}", f.logical_id))
+                .unwrap_or_else(|| format!("{}-manual", f.logical_id));
+            esm::scheduled_event_now(&rule)
+        }
+        (None, false) => serde_json::json!({}),
+    };
+    let base = opts
+        .invoke_url
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", crate::local::DEFAULT_API_PORT));
+    let http = reqwest::Client::new();
+    let timeout = Duration::from_secs(f.timeout_secs + 10);
+    let r = esm::invoke(&http, &base, &f.binary, &payload, timeout)
+        .await
+        .with_context(|| format!("is `cargo xtask dev` running with its invoke API on {base}?"))?;
+    println!(
+        "HTTP {}{}",
+        r.status,
+        r.function_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    println!("{}", String::from_utf8_lossy(&r.body));
+    if !r.succeeded() {
+        bail!("{} failed", f.binary);
+    }
+    Ok(())
+}
+
+/// The function packages under `functions/` (package name = binary name).
+pub fn function_packages() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in
+        std::fs::read_dir(paths::root().join("functions")).context("cannot list functions/")?
+    {
+        let manifest = entry?.path().join("Cargo.toml");
+        if !manifest.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest)?;
+        let doc: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
+        let name = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| anyhow!("{} has no package.name", manifest.display()))?;
+        out.push(name.to_string());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Largest bootstrap the project accepts.
+const MAX_BOOTSTRAP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// `cargo xtask package`: release arm64 bootstraps with cargo-lambda (cross-compiled with zig), and their sizes.
+pub async fn package() -> Result<()> {
+    venv::ensure(&[venv::TOOLS])?;
+    let root = paths::root();
+    let packages = function_packages()?;
+    if has_rustup() {
+        proc::run(
+            "rustup target add",
+            proc::command("rustup", &root).args(["target", "add", "aarch64-unknown-linux-gnu"]),
+        )
+        .await?;
+    }
+    println!(
+        "▶ cargo lambda build --release --arm64 ({})",
+        packages.join(", ")
+    );
+    let mut cmd = proc::command(venv::TOOLS.bin("cargo-lambda"), &root);
+    cmd.args(["lambda", "build", "--release", "--arm64"]);
+    for p in &packages {
+        cmd.args(["--package", p]);
+    }
+    cmd.env("PATH", venv::TOOLS.path_env());
+    proc::run("cargo lambda build", &mut cmd).await?;
+    let mut too_big = Vec::new();
+    println!("▶ Bootstraps");
+    for p in &packages {
+        let path: PathBuf = root.join("target").join("lambda").join(p).join("bootstrap");
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("{} was not built", path.display()))?
+            .len();
+        let flag = if size > MAX_BOOTSTRAP_BYTES {
+            "  OVER 8 MB"
+        } else {
+            ""
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let mb = size as f64 / (1024.0 * 1024.0);
+        println!(
+            "  {p:<24} {mb:>6.2} MB  ({size} bytes)  {}{flag}",
+            path.display()
+        );
+        if size > MAX_BOOTSTRAP_BYTES {
+            too_big.push(p.clone());
+        }
+    }
+    if !too_big.is_empty() {
+        println!("  ! over 8 MB: {}", too_big.join(", "));
+    }
+    Ok(())
+}
+
+fn has_rustup() -> bool {
+    std::process::Command::new("rustup")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -1,0 +1,142 @@
+//! Python virtual environments with the pinned tools, created and updated by xtask itself.
+//!
+//! aws-sam-cli, checkov and moto pin conflicting versions of shared packages, so each gets its own venv.
+//! A stamp file holds the hash of the requirements file, so an unchanged venv costs nothing on re-runs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::paths;
+
+/// One virtual environment and its pinned requirements.
+#[derive(Debug, Clone, Copy)]
+pub struct Venv {
+    /// Folder under the workspace root.
+    pub dir: &'static str,
+    /// Requirements file, relative to the workspace root.
+    pub requirements: &'static str,
+    pub what: &'static str,
+}
+
+/// moto, cargo-lambda, ziglang and cfn-lint.
+pub const TOOLS: Venv = Venv {
+    dir: ".venv",
+    requirements: "xtask/requirements/tools.txt",
+    what: "moto, cargo-lambda, ziglang, cfn-lint",
+};
+
+/// aws-sam-cli.
+pub const SAM: Venv = Venv {
+    dir: ".venv-sam",
+    requirements: "xtask/requirements/sam.txt",
+    what: "aws-sam-cli",
+};
+
+/// checkov.
+pub const CHECKOV: Venv = Venv {
+    dir: ".venv-checkov",
+    requirements: "xtask/requirements/checkov.txt",
+    what: "checkov",
+};
+
+const STAMP: &str = ".fluxo-requirements.sha256";
+
+impl Venv {
+    /// The venv's folder.
+    pub fn path(&self) -> PathBuf {
+        paths::root().join(self.dir)
+    }
+
+    /// A program in the venv's `bin/`.
+    pub fn bin(&self, program: &str) -> PathBuf {
+        self.path().join("bin").join(program)
+    }
+
+    /// `PATH` with this venv's `bin/` first (so `cargo lambda` finds `cargo-lambda` and `python3 -m ziglang` works).
+    pub fn path_env(&self) -> std::ffi::OsString {
+        let mut parts = vec![self.path().join("bin")];
+        if let Some(old) = std::env::var_os("PATH") {
+            parts.extend(std::env::split_paths(&old));
+        }
+        std::env::join_paths(parts).unwrap_or_default()
+    }
+
+    /// Creates the venv and installs its requirements unless the stamp says they are already in.
+    pub fn ensure(&self) -> Result<()> {
+        let root = paths::root();
+        let requirements = root.join(self.requirements);
+        let text = std::fs::read(&requirements)
+            .with_context(|| format!("cannot read {}", requirements.display()))?;
+        let hash = hex::encode(Sha256::digest(&text));
+        let stamp = self.path().join(STAMP);
+        let python = self.bin("python");
+        if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hash) {
+            println!("  ✓ {} ({}) is up to date", self.dir, self.what);
+            return Ok(());
+        }
+        if !python.exists() {
+            println!("  • creating {} for {} ...", self.dir, self.what);
+            let host = host_python()?;
+            let status = Command::new(&host)
+                .args(["-m", "venv"])
+                .arg(self.path())
+                .status()
+                .with_context(|| format!("cannot run {host} -m venv"))?;
+            if !status.success() {
+                bail!(
+                    "{host} -m venv {} failed ({status}); install Python 3 with its venv module",
+                    self.dir
+                );
+            }
+        }
+        println!(
+            "  • installing pinned {} into {} (first time: a minute or two) ...",
+            self.what, self.dir
+        );
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--progress-bar",
+                "off",
+                "-r",
+            ])
+            .arg(&requirements)
+            .status()
+            .context("cannot run pip")?;
+        if !status.success() {
+            bail!("pip install -r {} failed ({status})", self.requirements);
+        }
+        std::fs::write(&stamp, format!("{hash}\n"))
+            .with_context(|| format!("cannot write {}", stamp.display()))?;
+        println!("  ✓ {} ready", self.dir);
+        Ok(())
+    }
+}
+
+/// Ensures each venv, in order.
+pub fn ensure(venvs: &[Venv]) -> Result<()> {
+    println!("▶ Python tools (pinned, in git-ignored venvs)");
+    for v in venvs {
+        v.ensure()?;
+    }
+    Ok(())
+}
+
+fn host_python() -> Result<String> {
+    for candidate in ["python3", "python"] {
+        if Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Ok(candidate.to_string());
+        }
+    }
+    bail!("Python 3 is needed (python3 or python on PATH) to install the pinned local tools")
+}
