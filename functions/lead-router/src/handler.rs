@@ -1,0 +1,814 @@
+//! Routes one SQS batch of accepted leads: profile merge, CRM upsert, fan-out. Reports only the failed ids.
+//!
+//! A batch runs in three phases so that slow vendors cost one round trip, not one per lead:
+//! 1. each message, concurrently: parse the envelope, merge it into the profile (optimistic lock),
+//!    evaluate the rules, save;
+//! 2. the CRM: claim each lead's upsert effect, upsert every claimed lead in one connector call (HubSpot:
+//!    one batch request; REST: concurrent requests), record each outcome;
+//! 3. fan-out: claim each destination effect, send the email and audience messages with batched sends.
+//!
+//! Every effect is claimed in the ledger before it is performed and completed after, so a redelivery
+//! performs only what is left. A permanent CRM failure is recorded on the profile and the message is
+//! deleted; a retryable failure (after in-invocation retries) fails the message, so SQS redelivers it
+//! and finally moves it to the DLQ.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use fluxo::connector::ConnectorError;
+use fluxo::crm::{CrmConnector, CrmContact};
+use fluxo::domain::LeadId;
+use fluxo::envelope::{EnvelopeError, LeadEnvelope};
+use fluxo::error::{ErrorClass, Retryable};
+use fluxo::idempotency::effect_key;
+use fluxo::ports::{Clock, MessageQueue, OutboundMessage, QueueError, StoreError};
+use fluxo::routing::fanout;
+use fluxo::routing::{
+    Claim, CrmRecord, EffectLedger, EffectOutcome, Merge, Profile, ProfileStore, RoutingView,
+    RuleSet, Saved, Submission,
+};
+use futures_util::StreamExt;
+use tracing::{Instrument, Span};
+
+/// Attempts at the read-merge-conditional-write cycle before giving up on a contended profile.
+const MAX_MERGE_ATTEMPTS: u32 = 5;
+/// Function name in metrics.
+const FUNCTION: &str = "lead-router";
+
+/// The router and everything it talks to, built once per cold start.
+pub struct Router<P, L, C, Q, K> {
+    pub profiles: P,
+    pub ledger: L,
+    pub crm: C,
+    pub email_queue: Q,
+    pub audience_queue: Q,
+    pub clock: K,
+    pub rules: RuleSet,
+    /// Messages prepared, and effects claimed, at the same time.
+    pub concurrency: usize,
+    /// How long a claim keeps a duplicate delivery away.
+    pub lease: Duration,
+    /// Version of the config the rules came from, for logs.
+    pub config_version: String,
+}
+
+/// Why one message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Crm(#[from] ConnectorError),
+    #[error("the profile kept changing under concurrent writes")]
+    Contention,
+    #[error("effect {0} is in flight in another delivery")]
+    Busy(&'static str),
+    #[error("a fan-out message did not serialize: {0}")]
+    Serialize(String),
+    #[error("message has no body")]
+    NoBody,
+}
+
+impl Retryable for StepError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StepError::Envelope(e) => e.class(),
+            StepError::Store(e) => e.class(),
+            StepError::Queue(e) => e.class(),
+            StepError::Crm(e) => e.class(),
+            StepError::Contention | StepError::Busy(_) => ErrorClass::Retryable,
+            StepError::Serialize(_) | StepError::NoBody => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// A message whose lead is merged and decided.
+struct Routed {
+    lead_id: LeadId,
+    submission: Submission,
+    profile: Profile,
+}
+
+/// One record of the batch as it moves through the phases.
+struct Item {
+    message_id: String,
+    span: Span,
+    routed: Option<Routed>,
+    failure: Option<StepError>,
+}
+
+impl Item {
+    fn fail(&mut self, error: StepError) {
+        let _entered = self.span.enter();
+        tracing::warn!(error = %redact(&error.to_string()), class = error.class().as_str(), "message failed; SQS will redeliver it");
+        if self.failure.is_none() {
+            self.failure = Some(error);
+        }
+    }
+}
+
+/// Runs futures with at most `limit` in flight, keeping their order.
+async fn bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    futures_util::stream::iter(futures)
+        .buffered(limit.max(1))
+        .collect()
+        .await
+}
+
+impl<P, L, C, Q, K> Router<P, L, C, Q, K>
+where
+    P: ProfileStore,
+    L: EffectLedger,
+    C: CrmConnector,
+    Q: MessageQueue,
+    K: Clock,
+{
+    /// Handles one SQS batch. The response lists only the messages SQS should redeliver.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut items = Vec::with_capacity(event.records.len());
+        let mut prepares = Vec::with_capacity(event.records.len());
+        for record in &event.records {
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let span = tracing::info_span!("message", message_id = %message_id, lead_id = tracing::field::Empty);
+            prepares.push(
+                self.prepare(record.body.as_deref())
+                    .instrument(span.clone()),
+            );
+            items.push(Item {
+                message_id,
+                span,
+                routed: None,
+                failure: None,
+            });
+        }
+        for (item, prepared) in items
+            .iter_mut()
+            .zip(bounded(prepares, self.concurrency).await)
+        {
+            match prepared {
+                Ok(routed) => item.routed = Some(routed),
+                Err(e) => item.fail(e),
+            }
+        }
+        if self.crm.enabled() {
+            self.upsert_crm(&mut items).await;
+        }
+        self.fan_out(&mut items).await;
+
+        let mut response = SqsBatchResponse::default();
+        let mut routed = 0;
+        for item in &items {
+            if item.failure.is_some() {
+                if item.message_id.is_empty() {
+                    tracing::error!(
+                        "a failed message has no id and cannot be reported; SQS will not redeliver it"
+                    );
+                } else {
+                    response.add_failure(item.message_id.clone());
+                }
+            } else {
+                routed += 1;
+            }
+        }
+        let failed = response.batch_item_failures.len();
+        tracing::info!(messages = items.len(), routed, failed, config_version = %self.config_version, "batch handled");
+        fluxo::observability::count("Fluxo", FUNCTION, "LeadsRouted", routed as u64);
+        if failed > 0 {
+            fluxo::observability::count("Fluxo", FUNCTION, "BatchItemFailures", failed as u64);
+        }
+        response
+    }
+
+    /// Phase 1: parse, merge into the profile with a conditional write, decide.
+    async fn prepare(&self, body: Option<&str>) -> Result<Routed, StepError> {
+        let body = body.ok_or(StepError::NoBody)?;
+        let envelope = LeadEnvelope::from_json(body)?;
+        Span::current().record("lead_id", envelope.lead_id.as_str());
+        let key = envelope.lead.email.sha256_hex();
+        for _ in 0..MAX_MERGE_ATTEMPTS {
+            let now = self.clock.now();
+            let (mut profile, expected, merge) = match self.profiles.load(&key).await? {
+                None => (Profile::new(&envelope, now), None, Merge::Added),
+                Some(stored) => {
+                    let mut profile = stored.value;
+                    let merge = profile.merge(&envelope, now);
+                    (profile, Some(stored.version), merge)
+                }
+            };
+            let submission = profile
+                .submissions
+                .iter()
+                .find(|s| s.lead_id == envelope.lead_id)
+                .cloned()
+                .unwrap_or_else(|| Submission::of(&envelope));
+            let decision = self.rules.evaluate(&profile, &submission);
+            let routed = |profile| Routed {
+                lead_id: envelope.lead_id.clone(),
+                submission: submission.clone(),
+                profile,
+            };
+            if merge == Merge::AlreadyMerged && profile.decision.as_ref() == Some(&decision) {
+                tracing::info!(profile = %envelope.lead.email.fingerprint(), "redelivery: profile already holds this lead");
+                let mut profile = profile;
+                profile.decision = Some(decision);
+                return Ok(routed(profile));
+            }
+            tracing::info!(
+                profile = %envelope.lead.email.fingerprint(),
+                segment = decision.segment.as_deref().unwrap_or(""),
+                score = decision.score,
+                rules = ?decision.matched_rules,
+                submissions = profile.submissions.len(),
+                "lead merged and qualified"
+            );
+            profile.decision = Some(decision);
+            match self.profiles.save(&profile, expected).await? {
+                Saved::Saved => return Ok(routed(profile)),
+                Saved::Conflict => tracing::debug!("profile changed concurrently; merging again"),
+            }
+        }
+        Err(StepError::Contention)
+    }
+
+    fn lease_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.lease)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60))
+    }
+
+    /// Phase 2: claim each lead's CRM effect, upsert the claimed ones together, record each outcome.
+    async fn upsert_crm(&self, items: &mut [Item]) {
+        let now = self.clock.now();
+        let until = self.lease_until(now);
+        let destination = format!("crm:{}", self.crm.name());
+        let mut claims = Vec::new();
+        let mut claimed_items = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(r) = &item.routed {
+                let key = effect_key(r.lead_id.as_str(), &destination, "upsert");
+                claimed_items.push((i, key.clone()));
+                claims
+                    .push(async move { (key.clone(), self.ledger.claim(&key, now, until).await) });
+            }
+        }
+        let mut contacts: Vec<CrmContact> = Vec::new();
+        let mut owners: Vec<(usize, String)> = Vec::new();
+        for ((i, _), (key, claim)) in claimed_items
+            .into_iter()
+            .zip(bounded(claims, self.concurrency).await)
+        {
+            let item = &mut items[i];
+            match claim {
+                Ok(Claim::Acquired) => {
+                    if let Some(r) = &item.routed {
+                        let view = RoutingView { profile: &r.profile, submission: &r.submission, decision: r.profile.decision.as_ref() };
+                        contacts.push(self.crm.mapping().contact(&r.lead_id, &view));
+                        owners.push((i, key));
+                    }
+                }
+                Ok(Claim::Done) => item.span.in_scope(|| tracing::info!("CRM upsert already done; skipped")),
+                Ok(Claim::Failed(reason)) => {
+                    item.span.in_scope(|| tracing::info!(reason = %redact(&reason), "CRM upsert failed permanently before; skipped"))
+                }
+                Ok(Claim::Busy) => item.fail(StepError::Busy("crm upsert")),
+                Err(e) => item.fail(e.into()),
+            }
+        }
+        if contacts.is_empty() {
+            return;
+        }
+        let results = self.crm.upsert(&contacts).await;
+        let mut records = Vec::with_capacity(owners.len());
+        for ((i, key), result) in owners.into_iter().zip(results) {
+            let Some(r) = &items[i].routed else { continue };
+            let span = items[i].span.clone();
+            let profile_key = r.profile.key();
+            let base = CrmRecord {
+                connector: self.crm.name().to_string(),
+                lead_id: r.lead_id.clone(),
+                at: now,
+                state: String::new(),
+                contact_id: None,
+                reason: None,
+                request: None,
+            };
+            let (record, outcome, failure) = match result {
+                Ok(receipt) => {
+                    span.in_scope(|| tracing::info!(crm = %base.connector, dry_run = receipt.dry_run.is_some(), "CRM upsert done"));
+                    let record = CrmRecord {
+                        state: "done".into(),
+                        contact_id: receipt.contact_id,
+                        request: receipt.dry_run,
+                        ..base
+                    };
+                    (record, Some(EffectOutcome::Done), None)
+                }
+                Err(e) if !e.is_retryable() => {
+                    span.in_scope(|| tracing::warn!(error = %redact(&e.to_string()), "CRM rejected the lead; recorded on the profile, not retried"));
+                    fluxo::observability::count("Fluxo", FUNCTION, "CrmPermanentFailures", 1);
+                    let reason = e.reason().to_string();
+                    let record = CrmRecord {
+                        state: "permanent_failure".into(),
+                        reason: Some(reason.clone()),
+                        ..base
+                    };
+                    (record, Some(EffectOutcome::Failed(reason)), None)
+                }
+                Err(e) => {
+                    let record = CrmRecord {
+                        state: "retryable_failure".into(),
+                        reason: Some(e.to_string()),
+                        ..base
+                    };
+                    (record, None, Some(StepError::Crm(e)))
+                }
+            };
+            records.push(async move {
+                let ledger = match &outcome {
+                    Some(o) => self.ledger.complete(&key, o, now).await,
+                    None => self.ledger.release(&key).await,
+                };
+                let stored = self.profiles.record_crm(&profile_key, &record).await;
+                (i, failure, ledger.and(stored))
+            });
+        }
+        for (i, failure, stored) in bounded(records, self.concurrency).await {
+            if let Some(e) = failure {
+                items[i].fail(e);
+            }
+            if let Err(e) = stored {
+                items[i].fail(e.into());
+            }
+        }
+    }
+
+    /// Phase 3: claim each destination effect and send the messages in batches, per queue.
+    async fn fan_out(&self, items: &mut [Item]) {
+        let now = self.clock.now();
+        let until = self.lease_until(now);
+        let mut email = Vec::new();
+        let mut audience = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Some(r) = &item.routed else { continue };
+            let plan = fanout::plan(&r.profile, &r.lead_id, now);
+            for action in plan.email {
+                match serde_json::to_string(&action) {
+                    Ok(body) => email.push((
+                        i,
+                        OutboundMessage {
+                            id: action.effect_key,
+                            body,
+                        },
+                    )),
+                    Err(e) => serialize_failed(item, &e),
+                }
+            }
+            for action in plan.audience {
+                match serde_json::to_string(&action) {
+                    Ok(body) => audience.push((
+                        i,
+                        OutboundMessage {
+                            id: action.effect_key,
+                            body,
+                        },
+                    )),
+                    Err(e) => serialize_failed(item, &e),
+                }
+            }
+        }
+        let email = self.claim_all(items, email, now, until).await;
+        let audience = self.claim_all(items, audience, now, until).await;
+        self.send_all(items, &self.email_queue, email, "email", now)
+            .await;
+        self.send_all(items, &self.audience_queue, audience, "audience", now)
+            .await;
+    }
+
+    /// Claims every message's effect; keeps the ones this delivery must send.
+    async fn claim_all(
+        &self,
+        items: &mut [Item],
+        messages: Vec<(usize, OutboundMessage)>,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Vec<(usize, OutboundMessage)> {
+        let mut seen = HashSet::new();
+        // The same person twice in one batch: one message per effect is enough.
+        let messages: Vec<_> = messages
+            .into_iter()
+            .filter(|(_, m)| seen.insert(m.id.clone()))
+            .collect();
+        let claims: Vec<_> = messages
+            .iter()
+            .map(|(_, m)| self.ledger.claim(&m.id, now, until))
+            .collect();
+        let claimed = bounded(claims, self.concurrency).await;
+        let mut keep = Vec::with_capacity(messages.len());
+        for ((i, message), claim) in messages.into_iter().zip(claimed) {
+            match claim {
+                Ok(Claim::Acquired) => keep.push((i, message)),
+                Ok(Claim::Done | Claim::Failed(_)) => {
+                    items[i].span.in_scope(
+                        || tracing::info!(effect = %message.id, "fan-out already done; skipped"),
+                    );
+                }
+                Ok(Claim::Busy) => items[i].fail(StepError::Busy("fan-out")),
+                Err(e) => items[i].fail(e.into()),
+            }
+        }
+        keep
+    }
+
+    /// Sends claimed messages in batches; completes the sent effects and releases the others.
+    async fn send_all(
+        &self,
+        items: &mut [Item],
+        queue: &Q,
+        messages: Vec<(usize, OutboundMessage)>,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) {
+        if messages.is_empty() {
+            return;
+        }
+        let outbound: Vec<OutboundMessage> = messages.iter().map(|(_, m)| m.clone()).collect();
+        let failed_ids: Result<HashSet<String>, QueueError> = queue
+            .send_batch(&outbound)
+            .await
+            .map(|f| f.into_iter().collect());
+        let mut updates = Vec::with_capacity(messages.len());
+        for (i, message) in &messages {
+            let sent = failed_ids
+                .as_ref()
+                .is_ok_and(|failed| !failed.contains(&message.id));
+            let key = message.id.clone();
+            let i = *i;
+            updates.push(async move {
+                let result = if sent {
+                    self.ledger.complete(&key, &EffectOutcome::Done, now).await
+                } else {
+                    self.ledger.release(&key).await
+                };
+                (i, sent, result)
+            });
+        }
+        for (i, sent, result) in bounded(updates, self.concurrency).await {
+            if !sent {
+                let error = match &failed_ids {
+                    Err(e) => QueueError::Unavailable(format!("{kind} queue: {e}")),
+                    Ok(_) => QueueError::Unavailable(format!(
+                        "{kind} queue refused a message of the batch"
+                    )),
+                };
+                items[i].fail(error.into());
+            } else {
+                items[i]
+                    .span
+                    .in_scope(|| tracing::info!(queue = kind, "fan-out message sent"));
+            }
+            if let Err(e) = result {
+                items[i].fail(e.into());
+            }
+        }
+    }
+}
+
+fn serialize_failed(item: &Item, e: &serde_json::Error) {
+    item.span
+        .in_scope(|| tracing::error!(error = %e, "fan-out message did not serialize"));
+}
+
+/// Vendor error bodies can echo the lead's data: mask anything that looks like an email before logging.
+fn redact(text: &str) -> String {
+    text.split(' ')
+        .map(|word| if word.contains('@') { "[email]" } else { word })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use fluxo::config::load_str;
+    use fluxo::crm::config::Mapping;
+    use fluxo::crm::rest::config::default_body;
+    use fluxo::crm::{CrmReceipt, RecordedRequest};
+    use fluxo::domain::{Consent, Email, Lead};
+    use fluxo::routing::memory::{MemoryLedger, MemoryProfiles, MemoryQueue};
+    use fluxo::routing::{AudienceAction, EmailAction};
+    use serde_json::json;
+
+    use super::*;
+
+    struct FixedClock(DateTime<Utc>);
+
+    impl Clock for FixedClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    /// A CRM that records every call and answers per email: ok, permanent or retryable.
+    struct FakeCrm {
+        mapping: Mapping,
+        calls: Mutex<Vec<Vec<CrmContact>>>,
+        reject: Vec<&'static str>,
+        down: Mutex<Vec<&'static str>>,
+    }
+
+    impl FakeCrm {
+        fn new() -> Self {
+            FakeCrm {
+                mapping: Mapping::compile(&default_body()).unwrap(),
+                calls: Mutex::default(),
+                reject: vec![],
+                down: Mutex::default(),
+            }
+        }
+        fn contacts(&self) -> usize {
+            self.calls.lock().unwrap().iter().map(Vec::len).sum()
+        }
+    }
+
+    impl CrmConnector for FakeCrm {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn enabled(&self) -> bool {
+            true
+        }
+        fn mapping(&self) -> &Mapping {
+            &self.mapping
+        }
+        async fn upsert(&self, contacts: &[CrmContact]) -> Vec<Result<CrmReceipt, ConnectorError>> {
+            self.calls.lock().unwrap().push(contacts.to_vec());
+            let down = self.down.lock().unwrap().clone();
+            contacts
+                .iter()
+                .map(|c| {
+                    if self.reject.contains(&c.email.as_str()) {
+                        Err(ConnectorError::Permanent {
+                            vendor: "fake",
+                            reason: "HTTP 400: invalid email".into(),
+                        })
+                    } else if down.contains(&c.email.as_str()) {
+                        Err(ConnectorError::Exhausted {
+                            vendor: "fake",
+                            attempts: 3,
+                            reason: "HTTP 500: down".into(),
+                        })
+                    } else {
+                        let request = RecordedRequest {
+                            method: "POST".into(),
+                            url: "https://crm.example/leads".into(),
+                            headers: vec![],
+                            body: json!({"email": c.email.as_str()}),
+                        };
+                        Ok(CrmReceipt {
+                            contact_id: Some(format!("c-{}", c.email.as_str())),
+                            dry_run: Some(request),
+                        })
+                    }
+                })
+                .collect()
+        }
+    }
+
+    type TestRouter = Router<MemoryProfiles, MemoryLedger, FakeCrm, MemoryQueue, FixedClock>;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_000_000, 0).unwrap()
+    }
+
+    fn router(crm: FakeCrm) -> TestRouter {
+        let config = load_str("t.toml", include_str!("../../../config/fluxo.toml"))
+            .unwrap()
+            .config;
+        Router {
+            profiles: MemoryProfiles::default(),
+            ledger: MemoryLedger::default(),
+            crm,
+            email_queue: MemoryQueue::default(),
+            audience_queue: MemoryQueue::default(),
+            clock: FixedClock(at()),
+            rules: RuleSet::compile(&config.lead_router).unwrap(),
+            concurrency: 4,
+            lease: Duration::from_secs(60),
+            config_version: "test".into(),
+        }
+    }
+
+    /// The article's webhook payload, as the receiver normalizes it.
+    fn joao(n: u128) -> LeadEnvelope {
+        let mut lead = Lead::with_email(Email::parse("joao@exemplo.com").unwrap());
+        lead.name = Some("João".into());
+        lead.source = Some("Webinar XYZ".into());
+        lead.interest = Some("Software A".into());
+        LeadEnvelope::new(LeadId::new(at(), n), format!("k{n}"), at(), None, lead)
+    }
+
+    fn lead(email: &str, n: u128) -> LeadEnvelope {
+        let lead = Lead::with_email(Email::parse(email).unwrap());
+        LeadEnvelope::new(LeadId::new(at(), n), format!("k{n}"), at(), None, lead)
+    }
+
+    fn event(messages: &[(&str, String)]) -> SqsEvent {
+        let records: Vec<_> = messages
+            .iter()
+            .map(|(id, body)| json!({"messageId": id, "body": body}))
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).unwrap()
+    }
+
+    fn failed_ids(r: &SqsBatchResponse) -> Vec<String> {
+        r.batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect()
+    }
+
+    #[test]
+    fn emails_in_vendor_errors_are_masked_before_logging() {
+        assert_eq!(
+            redact("HTTP 400: joao@exemplo.com is invalid"),
+            "HTTP 400: [email] is invalid"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_articles_lead_is_merged_upserted_segmented_and_fanned_out() {
+        let r = router(FakeCrm::new());
+        let envelope = joao(1);
+        let response = r
+            .handle(event(&[("m1", envelope.to_json().unwrap())]))
+            .await;
+        assert!(failed_ids(&response).is_empty());
+
+        let (profile, version, crm) = r.profiles.get(&envelope.lead.email.sha256_hex()).unwrap();
+        assert_eq!(version, 1);
+        assert_eq!(
+            profile.decision.unwrap().segment.as_deref(),
+            Some("interesse_software_a")
+        );
+        assert_eq!(crm.len(), 1);
+        assert_eq!(crm[0].state, "done");
+        assert!(
+            crm[0].request.is_some(),
+            "the dry-run request is kept on the profile"
+        );
+
+        let emails = r.email_queue.sent();
+        assert_eq!(emails.len(), 1);
+        let email = EmailAction::from_json(&emails[0].body).unwrap();
+        assert_eq!(email.sequence, "nutricao_interesse_software_a");
+        let audiences = r.audience_queue.sent();
+        assert_eq!(audiences.len(), 1);
+        assert_eq!(
+            AudienceAction::from_json(&audiences[0].body)
+                .unwrap()
+                .audience,
+            "leads_qualificados"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_message_makes_no_second_crm_call_and_no_second_fan_out_message() {
+        let r = router(FakeCrm::new());
+        let body = joao(1).to_json().unwrap();
+        r.handle(event(&[("m1", body.clone())])).await;
+        let response = r.handle(event(&[("m1-again", body)])).await;
+        assert!(failed_ids(&response).is_empty());
+        assert_eq!(r.crm.contacts(), 1);
+        assert_eq!(r.email_queue.sent().len(), 1);
+        assert_eq!(r.audience_queue.sent().len(), 1);
+        let (profile, _, _) = r.profiles.get(&joao(1).lead.email.sha256_hex()).unwrap();
+        assert_eq!(profile.submissions.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_reaches_the_crm_in_one_connector_call() {
+        let r = router(FakeCrm::new());
+        let messages: Vec<_> = (0..10u128)
+            .map(|n| {
+                (
+                    format!("m{n}"),
+                    lead(&format!("p{n}@exemplo.com"), n).to_json().unwrap(),
+                )
+            })
+            .collect();
+        let messages: Vec<(&str, String)> = messages
+            .iter()
+            .map(|(id, b)| (id.as_str(), b.clone()))
+            .collect();
+        let response = r.handle(event(&messages)).await;
+        assert!(failed_ids(&response).is_empty());
+        assert_eq!(r.crm.calls.lock().unwrap().len(), 1);
+        assert_eq!(r.crm.contacts(), 10);
+        assert_eq!(r.email_queue.sent().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_crm_failure_is_recorded_on_the_profile_and_not_retried() {
+        let mut crm = FakeCrm::new();
+        crm.reject = vec!["bad@exemplo.com"];
+        let r = router(crm);
+        let envelope = lead("bad@exemplo.com", 1);
+        let response = r
+            .handle(event(&[("m1", envelope.to_json().unwrap())]))
+            .await;
+        assert!(
+            failed_ids(&response).is_empty(),
+            "a permanent failure deletes the message"
+        );
+        let (_, _, crm) = r.profiles.get(&envelope.lead.email.sha256_hex()).unwrap();
+        assert_eq!(crm[0].state, "permanent_failure");
+        assert_eq!(crm[0].reason.as_deref(), Some("HTTP 400: invalid email"));
+        // Redelivered anyway: the CRM is not called again.
+        r.handle(event(&[("m1", envelope.to_json().unwrap())]))
+            .await;
+        assert_eq!(r.crm.contacts(), 1);
+        assert_eq!(
+            r.email_queue.sent().len(),
+            1,
+            "the other destinations still get the lead"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_mixed_batch_reports_only_the_failing_message_and_a_retry_completes_only_what_is_left()
+     {
+        let crm = FakeCrm::new();
+        crm.down.lock().unwrap().push("down@exemplo.com");
+        let r = router(crm);
+        let ok = lead("ok@exemplo.com", 1).to_json().unwrap();
+        let down = lead("down@exemplo.com", 2).to_json().unwrap();
+        let response = r
+            .handle(event(&[
+                ("ok", ok),
+                ("down", down.clone()),
+                ("junk", "{not json".into()),
+            ]))
+            .await;
+        assert_eq!(failed_ids(&response), vec!["down", "junk"]);
+        assert_eq!(
+            r.email_queue.sent().len(),
+            2,
+            "fan-out does not wait for the CRM"
+        );
+
+        r.crm.down.lock().unwrap().clear();
+        let response = r.handle(event(&[("down", down)])).await;
+        assert!(failed_ids(&response).is_empty());
+        assert_eq!(r.crm.contacts(), 3);
+        assert_eq!(
+            r.email_queue.sent().len(),
+            2,
+            "no second fan-out message on the retry"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queue_refusal_fails_only_the_messages_it_refused() {
+        let r = router(FakeCrm::new());
+        r.audience_queue.fail_when_body_contains("b@exemplo.com");
+        let a = lead("a@exemplo.com", 1).to_json().unwrap();
+        let b = lead("b@exemplo.com", 2).to_json().unwrap();
+        let response = r.handle(event(&[("a", a), ("b", b.clone())])).await;
+        assert_eq!(failed_ids(&response), vec!["b"]);
+        assert_eq!(r.email_queue.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_submission_of_the_same_person_updates_the_profile_without_re_enrolling() {
+        let r = router(FakeCrm::new());
+        let mut later = joao(2);
+        later.lead.company = Some("Empresa X".into());
+        later.lead.consent = Some(Consent {
+            granted: true,
+            at: None,
+            text: None,
+        });
+        r.handle(event(&[("m1", joao(1).to_json().unwrap())])).await;
+        r.handle(event(&[("m2", later.to_json().unwrap())])).await;
+        let (profile, version, _) = r.profiles.get(&later.lead.email.sha256_hex()).unwrap();
+        assert_eq!(version, 2);
+        assert_eq!(profile.submissions.len(), 2);
+        assert_eq!(profile.field("company"), Some("Empresa X"));
+        assert_eq!(
+            r.crm.contacts(),
+            2,
+            "each submission updates the CRM contact"
+        );
+        assert_eq!(
+            r.email_queue.sent().len(),
+            1,
+            "one enrollment per person and sequence"
+        );
+    }
+}

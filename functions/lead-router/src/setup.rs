@@ -1,0 +1,140 @@
+//! Cold-start set-up: settings from the environment, the config file, the secret, the clients.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fluxo::adapters::profiles::DynamoProfiles;
+use fluxo::adapters::sqs::SqsQueue;
+use fluxo::config::{ConfigError, LoadedConfig, load_file, load_str};
+use fluxo::connector::Secret;
+use fluxo::crm::{Crm, CrmSetupError};
+use fluxo::ports::SystemClock;
+use fluxo::routing::RuleSet;
+use fluxo::secrets::{SecretError, SsmSecrets};
+use fluxo::settings::{self, Env, SettingError, Source};
+
+use crate::handler::Router;
+
+/// The default config, compiled in: a deployment without `FLUXO_CONFIG` runs the article's rules.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/fluxo.toml");
+
+/// The router as deployed: DynamoDB profiles and ledger, SQS queues, the configured CRM, the wall clock.
+pub type LiveRouter = Router<DynamoProfiles, DynamoProfiles, Crm, SqsQueue, SystemClock>;
+
+/// The function's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `LEADS_TABLE`: profiles and effect records.
+    pub table: String,
+    /// `EMAIL_QUEUE_URL`.
+    pub email_queue_url: String,
+    /// `AUDIENCE_QUEUE_URL`.
+    pub audience_queue_url: String,
+    /// `FLUXO_CONFIG`: path of the config file; the compiled-in default when unset.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_source(&Env)
+    }
+
+    /// Reads the settings from any source.
+    pub fn from_source(src: &impl Source) -> Result<Self, SettingError> {
+        Ok(Settings {
+            table: settings::required(src, "LEADS_TABLE")?,
+            email_queue_url: settings::required(src, "EMAIL_QUEUE_URL")?,
+            audience_queue_url: settings::required(src, "AUDIENCE_QUEUE_URL")?,
+            config_path: settings::optional(src, "FLUXO_CONFIG")?.map(PathBuf::from),
+        })
+    }
+
+    /// Loads and validates the config file (or the compiled-in default).
+    pub fn load_config(&self) -> Result<LoadedConfig, ConfigError> {
+        match &self.config_path {
+            Some(path) => load_file(path),
+            None => load_str("config/fluxo.toml (built in)", DEFAULT_CONFIG),
+        }
+    }
+}
+
+/// Why the function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("lead_router.crm token: {0}")]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Crm(#[from] CrmSetupError),
+    #[error("lead_router rules: {0}")]
+    Rules(#[from] fluxo::routing::rules::RuleError),
+}
+
+/// Builds the live router: loads the config, reads the CRM secret once, builds every client once.
+pub async fn build(
+    sdk_config: &aws_config::SdkConfig,
+    settings: &Settings,
+) -> Result<LiveRouter, SetupError> {
+    let loaded = settings.load_config()?;
+    let router_config = &loaded.config.lead_router;
+    let rules = RuleSet::compile(router_config)?;
+    let token = match Crm::token_ref(&router_config.crm) {
+        Some(reference) => {
+            let secrets = SsmSecrets::from_sdk_config(sdk_config);
+            Some(Secret::new(secrets.resolve(reference).await?))
+        }
+        None => None,
+    };
+    let concurrency = router_config.processing.concurrency;
+    let crm = Crm::from_config(&router_config.crm, token, concurrency)?;
+    let profiles = DynamoProfiles::from_sdk_config(sdk_config, settings.table.clone());
+    tracing::info!(
+        config = %loaded.origin,
+        config_version = %loaded.version,
+        rules = rules.len(),
+        crm = %fluxo::crm::CrmConnector::name(&crm),
+        "lead-router configured"
+    );
+    Ok(Router {
+        profiles: profiles.clone(),
+        ledger: profiles,
+        crm,
+        email_queue: SqsQueue::from_sdk_config(sdk_config, settings.email_queue_url.clone()),
+        audience_queue: SqsQueue::from_sdk_config(sdk_config, settings.audience_queue_url.clone()),
+        clock: SystemClock,
+        rules,
+        concurrency,
+        lease: Duration::from_secs(router_config.processing.lease_secs),
+        config_version: loaded.version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_queue_url_is_named() {
+        let src = [("LEADS_TABLE", "t"), ("EMAIL_QUEUE_URL", "e")];
+        let err = Settings::from_source(&src).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting AUDIENCE_QUEUE_URL is required but not set"
+        );
+    }
+
+    #[test]
+    fn the_built_in_config_is_the_articles() {
+        let src = [
+            ("LEADS_TABLE", "t"),
+            ("EMAIL_QUEUE_URL", "e"),
+            ("AUDIENCE_QUEUE_URL", "a"),
+        ];
+        let loaded = Settings::from_source(&src).unwrap().load_config().unwrap();
+        assert_eq!(loaded.config.lead_router.rules.len(), 2);
+    }
+}

@@ -1,0 +1,305 @@
+//! DynamoDB adapter for the lead-router: versioned profiles and the per-effect idempotency ledger.
+//!
+//! Both live in the leads table beside the intake records, under their own key prefixes:
+//! - `pk = PROFILE#<sha256 of the email>`, `sk = PROFILE`: `profile` (JSON), `version` (N, the optimistic
+//!   lock), `segment`, `score`, `email_fp`, `updated_at`, `crm` (JSON of the latest CRM outcome, with the
+//!   dry-run request) and `crm_failures` (list of JSON). No TTL: a profile lives until it is erased.
+//! - `pk = EFFECT#<effect key>`, `sk = EFFECT`: `state` (`pending` | `done` | `failed`), `lease_until`
+//!   (ms), `reason`, `updated_at`, `expires_at` (TTL).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, Utc};
+
+use super::dynamodb::{classify, is_conditional_check_failed};
+use crate::ports::StoreError;
+use crate::routing::ports::{Claim, EffectLedger, EffectOutcome, ProfileStore, Saved, Versioned};
+use crate::routing::profile::{CrmRecord, Profile};
+
+const SK_PROFILE: &str = "PROFILE";
+const SK_EFFECT: &str = "EFFECT";
+const PENDING: &str = "pending";
+const DONE: &str = "done";
+const FAILED: &str = "failed";
+/// Effect records outlive any redelivery (SQS keeps messages 14 days at most) and a year of re-submits.
+const EFFECT_TTL_DAYS: i64 = 400;
+
+/// Profiles and effect records on the leads table.
+#[derive(Debug, Clone)]
+pub struct DynamoProfiles {
+    client: Client,
+    table: String,
+}
+
+/// The key of a profile item.
+pub fn profile_key(profile_key: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            "pk".to_string(),
+            AttributeValue::S(format!("PROFILE#{profile_key}")),
+        ),
+        ("sk".to_string(), AttributeValue::S(SK_PROFILE.to_string())),
+    ])
+}
+
+/// The key of an effect item.
+pub fn effect_item_key(effect_key: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            "pk".to_string(),
+            AttributeValue::S(format!("EFFECT#{effect_key}")),
+        ),
+        ("sk".to_string(), AttributeValue::S(SK_EFFECT.to_string())),
+    ])
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl DynamoProfiles {
+    /// Wraps a client and the table name. Build the client once, at cold start.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoProfiles {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Builds the client from the shared AWS config.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    /// The latest CRM record stored on a profile (what the demo shows).
+    pub async fn crm_record(&self, key: &str) -> Result<Option<CrmRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(profile_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        match out
+            .item()
+            .and_then(|i| i.get("crm"))
+            .and_then(|v| v.as_s().ok())
+        {
+            Some(json) => serde_json::from_str(json).map(Some).map_err(corrupt),
+            None => Ok(None),
+        }
+    }
+
+    async fn effect_state(&self, key: &str) -> Result<Claim, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(effect_item_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let item = out.item();
+        let state = item
+            .and_then(|i| i.get("state"))
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str);
+        Ok(match state {
+            Some(DONE) => Claim::Done,
+            Some(FAILED) => Claim::Failed(
+                item.and_then(|i| i.get("reason"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            _ => Claim::Busy,
+        })
+    }
+}
+
+impl ProfileStore for DynamoProfiles {
+    async fn load(&self, key: &str) -> Result<Option<Versioned<Profile>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(profile_key(key)))
+            .consistent_read(true)
+            .projection_expression("#p, #v")
+            .expression_attribute_names("#p", "profile")
+            .expression_attribute_names("#v", "version")
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let json = item
+            .get("profile")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| corrupt("profile attribute missing"))?;
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| corrupt("version attribute missing"))?;
+        let value = serde_json::from_str(json).map_err(corrupt)?;
+        Ok(Some(Versioned { value, version }))
+    }
+
+    async fn save(&self, profile: &Profile, expected: Option<u64>) -> Result<Saved, StoreError> {
+        let json = serde_json::to_string(profile).map_err(corrupt)?;
+        let decision = profile.decision.as_ref();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(profile_key(&profile.key())))
+            .update_expression(
+                "SET #p = :p, #v = :next, #seg = :seg, #score = :score, email_fp = :fp, updated_at = :u, created_at = if_not_exists(created_at, :u)",
+            )
+            .expression_attribute_names("#p", "profile")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#seg", "segment")
+            .expression_attribute_names("#score", "score")
+            .expression_attribute_values(":p", s(json))
+            .expression_attribute_values(":next", n(expected.unwrap_or(0) + 1))
+            .expression_attribute_values(":seg", s(decision.and_then(|d| d.segment.clone()).unwrap_or_default()))
+            .expression_attribute_values(":score", n(decision.map(|d| d.score).unwrap_or(0)))
+            .expression_attribute_values(":fp", s(profile.email.fingerprint()))
+            .expression_attribute_values(":u", s(profile.updated_at.to_rfc3339()));
+        update = match expected {
+            None => update.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => update
+                .condition_expression("#v = :expected")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        match update.send().await {
+            Ok(_) => Ok(Saved::Saved),
+            Err(e) if is_conditional_check_failed(&e) => Ok(Saved::Conflict),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn record_crm(&self, key: &str, record: &CrmRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(corrupt)?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(profile_key(key)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":r", s(json.clone()));
+        update = if record.state == FAILED || record.reason.is_some() {
+            update
+                .update_expression("SET crm = :r, crm_failures = list_append(if_not_exists(crm_failures, :empty), :one)")
+                .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(":one", AttributeValue::L(vec![s(json)]))
+        } else {
+            update.update_expression("SET crm = :r")
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Err(StoreError::Rejected(
+                "no profile to record the CRM outcome on".to_string(),
+            )),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+impl EffectLedger for DynamoProfiles {
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let expires = now + Duration::days(EFFECT_TTL_DAYS);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(effect_item_key(key)))
+            .update_expression(
+                "SET #st = :pending, lease_until = :until, updated_at = :now_s, expires_at = :exp",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#st = :pending AND lease_until < :now)",
+            )
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":pending", s(PENDING))
+            .expression_attribute_values(":until", n(lease_until.timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":now_s", s(now.to_rfc3339()))
+            .expression_attribute_values(":exp", n(expires.timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Acquired),
+            Err(e) if is_conditional_check_failed(&e) => self.effect_state(key).await,
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        outcome: &EffectOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut item = effect_item_key(key);
+        let (state, reason) = match outcome {
+            EffectOutcome::Done => (DONE, None),
+            EffectOutcome::Failed(r) => (FAILED, Some(r.clone())),
+        };
+        item.insert("state".into(), s(state));
+        item.insert("updated_at".into(), s(now.to_rfc3339()));
+        item.insert(
+            "expires_at".into(),
+            n((now + Duration::days(EFFECT_TTL_DAYS)).timestamp()),
+        );
+        if let Some(reason) = reason {
+            item.insert("reason".into(), s(reason));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(effect_item_key(key)))
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":pending", s(PENDING))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}

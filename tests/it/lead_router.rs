@@ -1,0 +1,631 @@
+//! lead-router against moto (real SDK clients) with wiremock as the CRM, plus the end-to-end flow on the stack.
+//!
+//! The in-process tests drive the handler the way Lambda's SQS event source does: receive a batch from an
+//! isolated copy of the leads queue, invoke the handler, delete what succeeded, and make the failed
+//! messages visible again, so the queue's redrive policy moves a message that keeps failing to the DLQ.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use fluxo::adapters::profiles::DynamoProfiles;
+use fluxo::adapters::sqs::SqsQueue;
+use fluxo::config::load_str;
+use fluxo::connector::Secret;
+use fluxo::crm::Crm;
+use fluxo::domain::{Email, Lead, LeadId};
+use fluxo::envelope::LeadEnvelope;
+use fluxo::ports::SystemClock;
+use fluxo::routing::{AudienceAction, CrmRecord, EmailAction, RuleSet};
+use lead_router::{LiveRouter, Router, SqsBatchResponse, SqsEvent};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use xtask::stack::StackInfo;
+
+use crate::support;
+
+const TOKEN: &str = "it-crm-token";
+
+/// The article's rules with the REST CRM live at `crm_url`, and quick retries.
+fn config_text(crm_url: &str) -> String {
+    let article = include_str!("../../config/fluxo.toml");
+    let rules_end = article.find("[lead_router.crm]").unwrap_or(article.len());
+    format!(
+        r#"{rules}
+[lead_router.crm]
+connector = "rest"
+dry_run = false
+connect_timeout_ms = 500
+timeout_ms = 3000
+max_attempts = 3
+base_delay_ms = 20
+max_delay_ms = 2000
+
+[lead_router.crm.rest]
+url = "{crm_url}"
+token = {{ env = "IT_CRM_TOKEN_UNUSED" }}
+"#,
+        rules = &article[..rules_end]
+    )
+}
+
+struct Harness {
+    sdk: SdkConfig,
+    stack: StackInfo,
+    crm: MockServer,
+    router: LiveRouter,
+}
+
+impl Harness {
+    async fn new(test: &str) -> Result<Harness> {
+        let (sdk, stack) = support::isolated_stack(test).await;
+        let crm = MockServer::start().await;
+        let config = load_str("it.toml", &config_text(&format!("{}/v1/leads", crm.uri())))?.config;
+        let router_config = config.lead_router;
+        let profiles = DynamoProfiles::from_sdk_config(&sdk, stack.table("LeadsTable")?);
+        let router = Router {
+            profiles: profiles.clone(),
+            ledger: profiles,
+            crm: Crm::from_config(&router_config.crm, Some(Secret::new(TOKEN)), 10)?,
+            email_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("EmailQueue")?.url),
+            audience_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("AudienceQueue")?.url),
+            clock: SystemClock,
+            rules: RuleSet::compile(&router_config)?,
+            concurrency: 10,
+            lease: Duration::from_secs(60),
+            config_version: "it".into(),
+        };
+        Ok(Harness {
+            sdk,
+            stack,
+            crm,
+            router,
+        })
+    }
+
+    fn queue_url(&self, logical_id: &str) -> Result<String> {
+        Ok(self.stack.queue(logical_id)?.url.clone())
+    }
+
+    async fn enqueue(&self, envelope: &LeadEnvelope) -> Result<()> {
+        aws_sdk_sqs::Client::new(&self.sdk)
+            .send_message()
+            .queue_url(self.queue_url("LeadsQueue")?)
+            .message_body(envelope.to_json()?)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// One poll of the event source: receive a batch, invoke, delete the successes, release the failures.
+    /// Returns the response and the ids of the messages in the batch.
+    async fn deliver(&self) -> Result<(SqsBatchResponse, Vec<String>)> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let url = self.queue_url("LeadsQueue")?;
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let messages = out.messages().to_vec();
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(), "eventSource": "aws:sqs"}))
+            .collect();
+        let event: SqsEvent = serde_json::from_value(json!({ "Records": records }))?;
+        let response = self.router.handle(event).await;
+        let failed: BTreeSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for m in &messages {
+            let handle = m.receipt_handle().unwrap_or_default();
+            if failed.contains(m.message_id().unwrap_or_default()) {
+                sqs.change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await?;
+            } else {
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+        let ids = messages
+            .iter()
+            .filter_map(|m| m.message_id().map(str::to_string))
+            .collect();
+        Ok((response, ids))
+    }
+
+    async fn drained(&self, logical_id: &str) -> Result<Vec<String>> {
+        Ok(support::drain(&self.sdk, &self.queue_url(logical_id)?, 30)
+            .await
+            .iter()
+            .filter_map(|m| m.body().map(str::to_string))
+            .collect())
+    }
+
+    async fn profile_item(&self, email: &Email) -> Result<HashMap<String, AttributeValue>> {
+        Ok(aws_sdk_dynamodb::Client::new(&self.sdk)
+            .get_item()
+            .table_name(self.stack.table("LeadsTable")?)
+            .key(
+                "pk",
+                AttributeValue::S(format!("PROFILE#{}", email.sha256_hex())),
+            )
+            .key("sk", AttributeValue::S("PROFILE".into()))
+            .consistent_read(true)
+            .send()
+            .await?
+            .item()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn crm_record(&self, email: &Email) -> Result<CrmRecord> {
+        let item = self.profile_item(email).await?;
+        let json = item
+            .get("crm")
+            .and_then(|v| v.as_s().ok())
+            .context("a CRM record on the profile")?;
+        Ok(serde_json::from_str(json)?)
+    }
+
+    async fn crm_requests(&self) -> Vec<Request> {
+        self.crm.received_requests().await.unwrap_or_default()
+    }
+}
+
+fn envelope(email: &str, interest: Option<&str>) -> Result<LeadEnvelope> {
+    let now = chrono::Utc::now();
+    let mut lead = Lead::with_email(Email::parse(email)?);
+    lead.name = Some("João".into());
+    lead.company = Some("Empresa X".into());
+    lead.source = Some("Webinar XYZ".into());
+    lead.interest = interest.map(str::to_string);
+    let random = u128::try_from(now.timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0);
+    Ok(LeadEnvelope::new(
+        LeadId::new(now, random),
+        format!("it-{email}"),
+        now,
+        None,
+        lead,
+    ))
+}
+
+fn created() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({"id": "crm-1"}))
+}
+
+#[tokio::test]
+async fn a_lead_is_upserted_into_the_crm_and_fanned_out_to_both_queues() {
+    let h = Harness::new("lr-happy").await.unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v1/leads"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(body_partial_json(
+            json!({"email": "joao@exemplo.com", "status": "novo_lead", "company": "Empresa X"}),
+        ))
+        .respond_with(created())
+        .expect(1)
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("joao@exemplo.com", Some("Software A")).unwrap();
+    h.enqueue(&lead).await.unwrap();
+
+    let (response, ids) = h.deliver().await.unwrap();
+
+    assert_eq!(ids.len(), 1);
+    assert!(response.batch_item_failures.is_empty());
+    let emails = h.drained("EmailQueue").await.unwrap();
+    assert_eq!(emails.len(), 1);
+    let email = EmailAction::from_json(&emails[0]).unwrap();
+    assert_eq!(email.sequence, "nutricao_interesse_software_a");
+    assert_eq!(email.lead_id, lead.lead_id);
+    let audiences = h.drained("AudienceQueue").await.unwrap();
+    assert_eq!(audiences.len(), 1);
+    assert_eq!(
+        AudienceAction::from_json(&audiences[0]).unwrap().audience,
+        "leads_qualificados"
+    );
+    let record = h.crm_record(&lead.lead.email).await.unwrap();
+    assert_eq!(record.state, "done");
+    assert_eq!(record.contact_id.as_deref(), Some("crm-1"));
+    let item = h.profile_item(&lead.lead.email).await.unwrap();
+    assert_eq!(
+        item.get("segment")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("interesse_software_a")
+    );
+    assert!(
+        h.drained("LeadsQueue").await.unwrap().is_empty(),
+        "the message was deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_retried_within_the_invocation_and_then_succeeds() {
+    let h = Harness::new("lr-429").await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created())
+        .with_priority(2)
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("ana@exemplo.com", None).unwrap();
+    h.enqueue(&lead).await.unwrap();
+
+    let started = Instant::now();
+    let (response, _) = h.deliver().await.unwrap();
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.crm_requests().await.len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the Retry-After of 1 s was honoured"
+    );
+    assert_eq!(h.crm_record(&lead.lead.email).await.unwrap().state, "done");
+}
+
+#[tokio::test]
+async fn repeated_500s_end_in_the_dead_letter_queue_with_the_reason_kept() {
+    let h = Harness::new("lr-500").await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("crm is down"))
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("maria@exemplo.com", None).unwrap();
+    h.enqueue(&lead).await.unwrap();
+
+    let mut deliveries = 0;
+    let mut dead = Vec::new();
+    for _ in 0..10 {
+        let (response, ids) = h.deliver().await.unwrap();
+        if !ids.is_empty() {
+            deliveries += 1;
+            assert_eq!(response.batch_item_failures.len(), 1);
+        }
+        dead = h.drained("LeadsDeadLetterQueue").await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+    }
+
+    assert_eq!(
+        deliveries, 5,
+        "maxReceiveCount of the template's redrive policy"
+    );
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        LeadEnvelope::from_json(&dead[0]).unwrap().lead_id,
+        lead.lead_id,
+        "the DLQ holds the original envelope"
+    );
+    let record = h.crm_record(&lead.lead.email).await.unwrap();
+    assert_eq!(record.state, "retryable_failure");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("HTTP 500: crm is down"),
+        "{record:?}"
+    );
+    assert_eq!(
+        h.crm_requests().await.len(),
+        5 * 3,
+        "3 attempts per delivery"
+    );
+    assert_eq!(
+        h.drained("EmailQueue").await.unwrap().len(),
+        1,
+        "the other destinations got the lead once"
+    );
+}
+
+#[tokio::test]
+async fn a_400_is_recorded_as_a_permanent_failure_and_not_retried() {
+    let h = Harness::new("lr-400").await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"error": "company is required"})),
+        )
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("pedro@exemplo.com", None).unwrap();
+    h.enqueue(&lead).await.unwrap();
+
+    let (response, _) = h.deliver().await.unwrap();
+
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a permanent failure is not retried"
+    );
+    assert_eq!(h.crm_requests().await.len(), 1);
+    let record = h.crm_record(&lead.lead.email).await.unwrap();
+    assert_eq!(record.state, "permanent_failure");
+    assert!(
+        record.reason.as_deref().unwrap_or("").contains("HTTP 400"),
+        "{record:?}"
+    );
+    let item = h.profile_item(&lead.lead.email).await.unwrap();
+    assert_eq!(
+        item.get("crm_failures")
+            .and_then(|v| v.as_l().ok())
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        h.drained("LeadsQueue").await.unwrap().is_empty(),
+        "the message was deleted"
+    );
+    assert!(h.drained("LeadsDeadLetterQueue").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_makes_exactly_one_crm_call_and_one_message_per_destination() {
+    let h = Harness::new("lr-dup").await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(created())
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("dup@exemplo.com", Some("Software A")).unwrap();
+
+    h.enqueue(&lead).await.unwrap();
+    h.deliver().await.unwrap();
+    h.enqueue(&lead).await.unwrap();
+    let (response, ids) = h.deliver().await.unwrap();
+
+    assert_eq!(ids.len(), 1);
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.crm_requests().await.len(), 1);
+    assert_eq!(h.drained("EmailQueue").await.unwrap().len(), 1);
+    assert_eq!(h.drained("AudienceQueue").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_mixed_batch_reports_only_the_failing_message_ids() {
+    let h = Harness::new("lr-mixed").await.unwrap();
+    Mock::given(body_partial_json(json!({"email": "down@exemplo.com"})))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&h.crm)
+        .await;
+    Mock::given(body_partial_json(json!({"email": "bad@exemplo.com"})))
+        .respond_with(ResponseTemplate::new(422).set_body_string("invalid"))
+        .mount(&h.crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created())
+        .with_priority(10)
+        .mount(&h.crm)
+        .await;
+    let leads = [
+        envelope("ok@exemplo.com", None).unwrap(),
+        envelope("down@exemplo.com", None).unwrap(),
+        envelope("bad@exemplo.com", None).unwrap(),
+    ];
+    for lead in &leads {
+        h.enqueue(lead).await.unwrap();
+    }
+
+    // The batch may arrive in more than one receive; collect the responses until every message was seen.
+    let mut failed = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..5 {
+        let (response, ids) = h.deliver().await.unwrap();
+        for id in &ids {
+            seen.insert(id.clone());
+        }
+        for f in &response.batch_item_failures {
+            failed.insert(f.item_identifier.clone());
+        }
+        if seen.len() >= 3 {
+            break;
+        }
+    }
+
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        failed.len(),
+        1,
+        "only the message whose CRM was down is reported: {failed:?}"
+    );
+    let remaining = h.drained("LeadsQueue").await.unwrap();
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(
+        LeadEnvelope::from_json(&remaining[0])
+            .unwrap()
+            .lead
+            .email
+            .as_str(),
+        "down@exemplo.com"
+    );
+    assert_eq!(
+        h.crm_record(&leads[2].lead.email).await.unwrap().state,
+        "permanent_failure"
+    );
+    assert_eq!(
+        h.crm_record(&leads[0].lead.email).await.unwrap().state,
+        "done"
+    );
+}
+
+/// The fixed local port of the end-to-end CRM (tests/e2e/fluxo.toml points the stack's lead-router at it).
+const E2E_CRM_ADDR: &str = "127.0.0.1:18181";
+
+#[tokio::test]
+async fn end_to_end_a_posted_lead_reaches_the_crm_once_and_its_fan_out_reaches_both_queues() {
+    let api = support::api_url();
+    let shared = StackInfo::load_from_env().unwrap();
+    let listener = std::net::TcpListener::bind(E2E_CRM_ADDR).unwrap();
+    let crm = MockServer::builder().listener(listener).start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/leads"))
+        .respond_with(created())
+        .mount(&crm)
+        .await;
+
+    let email = format!(
+        "e2e-{}@exemplo.com",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    // The article's payload (seed-webhook-lead.json) with a unique email.
+    let payload =
+        json!({"nome": "João", "email": email, "origem": "Webinar XYZ", "interesse": "Software A"});
+    let posted = reqwest::Client::new()
+        .post(format!("{api}/leads"))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        posted.status().as_u16(),
+        202,
+        "{}",
+        posted.text().await.unwrap_or_default()
+    );
+
+    let sdk = support::sdk().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let mut email_action = None;
+    let mut audience_action = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while (email_action.is_none() || audience_action.is_none()) && Instant::now() < deadline {
+        for (queue, is_email) in [("EmailQueue", true), ("AudienceQueue", false)] {
+            let out = sqs
+                .receive_message()
+                .queue_url(&shared.queue(queue).unwrap().url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for body in out.messages().iter().filter_map(|m| m.body()) {
+                if !body.contains(&email) {
+                    continue;
+                }
+                if is_email {
+                    email_action = EmailAction::from_json(body).ok();
+                } else {
+                    audience_action = AudienceAction::from_json(body).ok();
+                }
+            }
+        }
+    }
+    let email_action = email_action.expect("the lead's enrollment on the email queue");
+    let audience_action = audience_action.expect("the lead's audience add on the audience queue");
+    assert_eq!(email_action.sequence, "nutricao_interesse_software_a");
+    assert_eq!(audience_action.audience, "leads_qualificados");
+
+    let mine: Vec<Value> = crm
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|b| b["email"] == email.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "exactly one CRM call for the lead");
+    assert_eq!(mine[0]["first_name"], "João");
+    assert_eq!(mine[0]["status"], "novo_lead");
+}
+
+#[tokio::test]
+async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt() {
+    let (sdk, stack) = support::isolated_stack("lr-hubspot").await;
+    let hubspot = MockServer::start().await;
+    let limited = ResponseTemplate::new(429)
+        .insert_header("X-HubSpot-RateLimit-Interval-Milliseconds", "200")
+        .insert_header("X-HubSpot-RateLimit-Remaining", "0")
+        .set_body_json(json!({"status": "error", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}));
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .respond_with(limited)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&hubspot)
+        .await;
+    let results: Vec<Value> = (0..3)
+        .map(|n| json!({"id": format!("50{n}"), "new": true, "properties": {"email": format!("hs{n}@exemplo.com")}}))
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "COMPLETE", "results": results})),
+        )
+        .with_priority(2)
+        .mount(&hubspot)
+        .await;
+    let article = include_str!("../../config/fluxo.toml");
+    let rules = &article[..article.find("[lead_router.crm]").unwrap()];
+    let text = format!(
+        "{rules}\n[lead_router.crm]\nconnector = \"hubspot\"\ndry_run = false\nbase_delay_ms = 20\n[lead_router.crm.hubspot]\nbase_url = \"{}\"\ntoken = {{ env = \"UNUSED\" }}\n",
+        hubspot.uri()
+    );
+    let config = load_str("hubspot.toml", &text).unwrap().config.lead_router;
+    let profiles = DynamoProfiles::from_sdk_config(&sdk, stack.table("LeadsTable").unwrap());
+    let router = Router {
+        profiles: profiles.clone(),
+        ledger: profiles.clone(),
+        crm: Crm::from_config(&config.crm, Some(Secret::new(TOKEN)), 10).unwrap(),
+        email_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("EmailQueue").unwrap().url),
+        audience_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("AudienceQueue").unwrap().url),
+        clock: SystemClock,
+        rules: RuleSet::compile(&config).unwrap(),
+        concurrency: 10,
+        lease: Duration::from_secs(60),
+        config_version: "it".into(),
+    };
+    let leads: Vec<LeadEnvelope> = (0..3)
+        .map(|n| envelope(&format!("hs{n}@exemplo.com"), None).unwrap())
+        .collect();
+    let records: Vec<Value> = leads
+        .iter()
+        .enumerate()
+        .map(|(n, l)| json!({"messageId": format!("m{n}"), "body": l.to_json().unwrap()}))
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+
+    let response = router.handle(event).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    let requests = hubspot.received_requests().await.unwrap();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one rate-limited attempt, then the whole batch in one call"
+    );
+    let body: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert_eq!(body["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(body["inputs"][0]["idProperty"], "email");
+    for (n, lead) in leads.iter().enumerate() {
+        let record = profiles
+            .crm_record(&lead.lead.email.sha256_hex())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, "done");
+        assert_eq!(record.contact_id, Some(format!("50{n}")));
+    }
+}
