@@ -1,0 +1,7 @@
+//! hourly-optimizer: the article's Scenario 2 as a Lambda. `handler` reads the invocation and runs the
+//! engine; `wiring` builds the engine from the config file, secrets and clients; `fake_platform` is a local
+//! generic platform for the demo and the benchmark.
+
+pub mod fake_platform;
+pub mod handler;
+pub mod wiring;

@@ -1,0 +1,332 @@
+//! Meta Marketing API requests and responses, pure: insights, ad set reads and edits, rate-limit signals.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::connector::{Outcome, Reply};
+use crate::optimizer::ports::{Change, Observation, Window};
+use crate::optimizer::{Metrics, units};
+
+/// Error codes Meta uses for throttling: 4 (app), 17 (user), 32 (page), 613 (calls), 80000-80014 (BUC).
+const RATE_LIMIT_CODES: &[i64] = &[4, 17, 32, 613];
+
+fn base(endpoint: &str, version: &str) -> String {
+    format!("{}/{version}", endpoint.trim_end_matches('/'))
+}
+
+/// `GET /{adset_id}/insights?fields=spend,actions,cpc,clicks&time_range={"since":..,"until":..}`.
+pub fn insights_url(endpoint: &str, version: &str, adset_id: &str, window: Window) -> String {
+    let time_range = format!(
+        r#"{{"since":"{}","until":"{}"}}"#,
+        window.since.format("%Y-%m-%d"),
+        window.until.format("%Y-%m-%d")
+    );
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("fields", "spend,actions,cpc,clicks")
+        .append_pair("time_range", &time_range)
+        .finish();
+    format!("{}/{adset_id}/insights?{query}", base(endpoint, version))
+}
+
+/// `GET /{adset_id}?fields=bid_amount,status`.
+pub fn adset_url(endpoint: &str, version: &str, adset_id: &str) -> String {
+    format!(
+        "{}/{adset_id}?fields=bid_amount%2Cstatus",
+        base(endpoint, version)
+    )
+}
+
+/// `POST /{adset_id}` (form fields from [`update_form`]).
+pub fn update_url(endpoint: &str, version: &str, adset_id: &str) -> String {
+    format!("{}/{adset_id}", base(endpoint, version))
+}
+
+/// The form body of an ad set edit: `bid_amount` in the currency's minor units, or `status`.
+/// `validate_only` adds `execution_options=["validate_only"]`: Meta checks without changing.
+pub fn update_form(change: Change, currency_digits: u32, validate_only: bool) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    match change {
+        Change::SetBid { to_micros, .. } => {
+            form.append_pair(
+                "bid_amount",
+                &units::micros_to_minor(to_micros, currency_digits).to_string(),
+            );
+        }
+        Change::Pause => {
+            form.append_pair("status", "PAUSED");
+        }
+        Change::Resume => {
+            form.append_pair("status", "ACTIVE");
+        }
+    }
+    if validate_only {
+        form.append_pair("execution_options", r#"["validate_only"]"#);
+    }
+    form.finish()
+}
+
+fn number(value: &Value, scale: u32) -> Option<i64> {
+    match value {
+        Value::String(s) => units::parse_decimal(s, scale),
+        Value::Number(n) => n
+            .as_f64()
+            .map(|f| (f * 10f64.powi(scale as i32)).round() as i64),
+        _ => None,
+    }
+}
+
+/// Sums insights rows: spend (a decimal string in the account currency), clicks, and the actions whose
+/// type is one of `conversion_types`.
+pub fn parse_insights(body: &str, conversion_types: &[String]) -> Result<Metrics, String> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("insights response is not JSON: {e}"))?;
+    let rows = value
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("insights response has no data array")?;
+    let mut m = Metrics::default();
+    for row in rows {
+        m.spend_micros += row.get("spend").and_then(|v| number(v, 6)).unwrap_or(0);
+        m.clicks += row
+            .get("clicks")
+            .and_then(|v| number(v, 0))
+            .map(|c| c.max(0) as u64)
+            .unwrap_or(0);
+        if let Some(cpc) = row.get("cpc").and_then(|v| number(v, 6)) {
+            m.cpc_micros = Some(cpc);
+        }
+        for action in row
+            .get("actions")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let kind = action
+                .get("action_type")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if conversion_types.iter().any(|t| t == kind) {
+                m.conversions_milli += action.get("value").and_then(|v| number(v, 3)).unwrap_or(0);
+            }
+        }
+    }
+    if rows.len() > 1 && m.clicks > 0 {
+        m.cpc_micros = Some(m.spend_micros / m.clicks as i64);
+    }
+    Ok(m)
+}
+
+/// Reads an ad set's `bid_amount` (minor units) and `status`.
+pub fn parse_adset(body: &str, currency_digits: u32) -> Result<(Option<i64>, bool), String> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("ad set response is not JSON: {e}"))?;
+    let bid = value
+        .get("bid_amount")
+        .and_then(|v| number(v, 0))
+        .map(|minor| units::minor_to_micros(minor, currency_digits));
+    let paused = matches!(
+        value.get("status").and_then(Value::as_str),
+        Some("PAUSED" | "ARCHIVED")
+    );
+    Ok((bid, paused))
+}
+
+/// Combines both observations.
+pub fn observation(metrics: Metrics, bid: Option<i64>, paused: bool) -> Observation {
+    Observation {
+        metrics,
+        bid_micros: bid,
+        paused,
+        target_cpa_micros: None,
+    }
+}
+
+/// The wait Meta's usage headers ask for: the BUC header's `estimated_time_to_regain_access` (minutes)
+/// and the ad account header's `reset_time_duration` (seconds), whichever is longer.
+pub fn usage_wait(reply: &Reply) -> Option<Duration> {
+    let mut wait: Option<Duration> = None;
+    let mut consider = |d: Duration| {
+        if d > Duration::ZERO && wait.is_none_or(|w| d > w) {
+            wait = Some(d);
+        }
+    };
+    if let Some(header) = reply.header("x-business-use-case-usage")
+        && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(header)
+    {
+        for entries in map.values() {
+            for entry in entries.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                if let Some(mins) = entry
+                    .get("estimated_time_to_regain_access")
+                    .and_then(Value::as_f64)
+                {
+                    consider(Duration::from_secs_f64(mins.max(0.0) * 60.0));
+                }
+            }
+        }
+    }
+    if let Some(header) = reply.header("x-ad-account-usage")
+        && let Ok(value) = serde_json::from_str::<Value>(header)
+        && let Some(secs) = value.get("reset_time_duration").and_then(Value::as_f64)
+    {
+        consider(Duration::from_secs_f64(secs.max(0.0)));
+    }
+    wait
+}
+
+/// Sorts a Meta reply. Throttling arrives as HTTP 400 with codes 4/17/32/613 or 80000-80014, so those are
+/// retryable (after the usage headers' wait), as are `is_transient` errors and 5xx; other errors are permanent.
+pub fn classify(reply: &Reply) -> Outcome<()> {
+    if (200..300).contains(&reply.status) {
+        return Outcome::Success(());
+    }
+    let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+    let error = body.get("error").cloned().unwrap_or(Value::Null);
+    let code = error.get("code").and_then(Value::as_i64);
+    let subcode = error.get("error_subcode").and_then(Value::as_i64);
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+    let transient = error
+        .get("is_transient")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let reason = match code {
+        Some(code) => format!(
+            "HTTP {} code {code}{}: {message}",
+            reply.status,
+            subcode.map(|s| format!("/{s}")).unwrap_or_default()
+        ),
+        None => reply.summary(),
+    };
+    let rate_limited =
+        code.is_some_and(|c| RATE_LIMIT_CODES.contains(&c) || (80_000..=80_014).contains(&c));
+    if rate_limited || transient || reply.status == 429 || reply.status >= 500 {
+        return Outcome::Retryable {
+            reason,
+            retry_after: usage_wait(reply).or_else(|| reply.retry_after()),
+        };
+    }
+    Outcome::Permanent { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn window() -> Window {
+        Window {
+            since: NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(),
+            until: NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+        }
+    }
+
+    #[test]
+    fn insights_ask_for_spend_actions_cpc_and_clicks_over_the_window() {
+        let url = insights_url("https://graph.facebook.com", "v25.0", "238", window());
+        assert_eq!(
+            url,
+            "https://graph.facebook.com/v25.0/238/insights?fields=spend%2Cactions%2Ccpc%2Cclicks&time_range=%7B%22since%22%3A%222026-11-21%22%2C%22until%22%3A%222026-11-27%22%7D"
+        );
+    }
+
+    #[test]
+    fn bids_are_sent_in_minor_units() {
+        let change = Change::SetBid {
+            from_micros: 1_000_000,
+            to_micros: 1_500_000,
+        };
+        assert_eq!(update_form(change, 2, false), "bid_amount=150");
+        let yen = Change::SetBid {
+            from_micros: 0,
+            to_micros: 140_000_000,
+        };
+        assert_eq!(update_form(yen, 0, false), "bid_amount=140");
+    }
+
+    #[test]
+    fn dry_runs_ask_meta_to_validate_only() {
+        assert_eq!(
+            update_form(Change::Pause, 2, true),
+            "status=PAUSED&execution_options=%5B%22validate_only%22%5D"
+        );
+    }
+
+    #[test]
+    fn insights_numbers_are_strings_and_only_configured_actions_count() {
+        let body = r#"{"data":[{"spend":"50.00","cpc":"0.5","clicks":"100","actions":[{"action_type":"lead","value":"10"},{"action_type":"link_click","value":"100"}],"date_start":"2026-11-21","date_stop":"2026-11-27"}],"paging":{}}"#;
+        let m = parse_insights(body, &["lead".to_string()]).unwrap();
+        assert_eq!(m.spend_micros, 50_000_000);
+        assert_eq!(m.conversions_milli, 10_000);
+        assert_eq!(m.clicks, 100);
+        assert_eq!(m.cpc_micros, Some(500_000));
+    }
+
+    #[test]
+    fn an_ad_set_without_delivery_has_empty_insights() {
+        assert_eq!(
+            parse_insights(r#"{"data":[]}"#, &["lead".to_string()]).unwrap(),
+            Metrics::default()
+        );
+    }
+
+    #[test]
+    fn the_ad_set_bid_is_read_in_minor_units() {
+        assert_eq!(
+            parse_adset(r#"{"bid_amount":100,"status":"ACTIVE","id":"1"}"#, 2).unwrap(),
+            (Some(1_000_000), false)
+        );
+        assert_eq!(
+            parse_adset(r#"{"status":"PAUSED"}"#, 2).unwrap(),
+            (None, true)
+        );
+    }
+
+    #[test]
+    fn user_and_account_rate_limits_are_retryable_after_the_buc_wait() {
+        let reply = Reply {
+            status: 400,
+            headers: vec![(
+                "x-business-use-case-usage".into(),
+                r#"{"123":[{"type":"ads_management","call_count":100,"total_cputime":10,"total_time":10,"estimated_time_to_regain_access":2}]}"#.into(),
+            )],
+            body: r#"{"error":{"message":"User request limit reached","type":"OAuthException","code":17,"error_subcode":2446079,"fbtrace_id":"x"}}"#.into(),
+        };
+        match classify(&reply) {
+            Outcome::Retryable {
+                reason,
+                retry_after,
+            } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(120)));
+                assert!(reason.contains("code 17/2446079"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for code in [613, 80004] {
+            let reply = Reply {
+                status: 400,
+                headers: vec![],
+                body: format!(r#"{{"error":{{"code":{code},"message":"slow down"}}}}"#),
+            };
+            assert!(
+                matches!(classify(&reply), Outcome::Retryable { .. }),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_parameters_are_permanent() {
+        let reply = Reply {
+            status: 400,
+            headers: vec![],
+            body: r#"{"error":{"code":100,"message":"Invalid parameter"}}"#.into(),
+        };
+        assert!(matches!(classify(&reply), Outcome::Permanent { .. }));
+        let reply = Reply {
+            status: 400,
+            headers: vec![],
+            body: r#"{"error":{"code":190,"message":"token expired"}}"#.into(),
+        };
+        assert!(matches!(classify(&reply), Outcome::Permanent { .. }));
+    }
+}
