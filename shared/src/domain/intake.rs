@@ -304,6 +304,11 @@ pub fn normalize_key(key: &str) -> String {
         .collect()
 }
 
+/// The canonical name of a field a form may send under any of its aliases (`nome` gives `name`).
+pub fn canonical_field(name: &str) -> Option<&'static str> {
+    Canon::lookup(&normalize_key(name)).map(Canon::name)
+}
+
 /// Trims and collapses every run of whitespace into one space. Unicode is kept as is.
 pub fn collapse_whitespace(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

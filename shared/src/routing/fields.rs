@@ -48,26 +48,18 @@ pub enum FieldRef {
     CrmOwner,
 }
 
-/// Every name accepted for a canonical field, aliases included.
+/// The canonical fields and the router's own names. Form aliases (`nome`, `interesse`, ...) are resolved
+/// first by the intake's alias table, so a rule can name a field the way the form sends it.
 const NAMES: &[(&str, FieldRef)] = &[
     ("email", FieldRef::Email),
-    ("e-mail", FieldRef::Email),
     ("email_domain", FieldRef::EmailDomain),
     ("name", FieldRef::Name),
-    ("nome", FieldRef::Name),
-    ("full_name", FieldRef::Name),
     ("first_name", FieldRef::FirstName),
     ("last_name", FieldRef::LastName),
     ("company", FieldRef::Company),
-    ("empresa", FieldRef::Company),
     ("phone", FieldRef::Phone),
-    ("telefone", FieldRef::Phone),
-    ("celular", FieldRef::Phone),
-    ("whatsapp", FieldRef::Phone),
     ("source", FieldRef::Source),
-    ("origem", FieldRef::Source),
     ("interest", FieldRef::Interest),
-    ("interesse", FieldRef::Interest),
     ("form", FieldRef::Form),
     ("page_url", FieldRef::PageUrl),
     ("gclid", FieldRef::Gclid),
@@ -101,10 +93,11 @@ impl FieldRef {
             }
             return Ok(FieldRef::Custom(custom.to_string()));
         }
-        let lowered = trimmed.to_ascii_lowercase();
+        let lowered = trimmed.to_lowercase();
+        let name = crate::domain::intake::canonical_field(trimmed).unwrap_or(&lowered);
         NAMES
             .iter()
-            .find(|(n, _)| *n == lowered)
+            .find(|(n, _)| *n == name)
             .map(|(_, f)| f.clone())
             .ok_or_else(|| {
                 format!(
@@ -157,6 +150,9 @@ mod tests {
         assert_eq!(FieldRef::parse("interesse").unwrap(), FieldRef::Interest);
         assert_eq!(FieldRef::parse("nome").unwrap(), FieldRef::Name);
         assert_eq!(FieldRef::parse("Origem").unwrap(), FieldRef::Source);
+        assert_eq!(FieldRef::parse("whatsapp").unwrap(), FieldRef::Phone);
+        assert_eq!(FieldRef::parse("E-mail").unwrap(), FieldRef::Email);
+        assert_eq!(FieldRef::parse("lead_source").unwrap(), FieldRef::Source);
     }
 
     #[test]
