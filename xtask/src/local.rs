@@ -321,7 +321,14 @@ impl RunningStack {
                     .await
                     .map(|r| r.status().as_u16())
             } else {
-                continue;
+                // Scheduled functions: an empty payload is refused before any work, which still
+                // starts (and, if needed, compiles) the process, so the first real invocation does
+                // not spend its deadline waiting for a build.
+                http.post(esm::invoke_url(&self.invoke_url, &f.binary))
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
             };
             match started {
                 Ok(status) => println!("  ✓ {} answers (HTTP {status})", f.binary),
