@@ -166,6 +166,24 @@ impl Reply {
         }
     }
 
+    /// The outcome of a reply that is not the status the caller expected: the default classification,
+    /// except that an unexpected 2xx is a permanent failure (the vendor did something else than asked).
+    pub fn failure_outcome<T>(&self) -> Outcome<T> {
+        match self.default_outcome() {
+            Outcome::Success(()) => Outcome::Permanent {
+                reason: format!("unexpected status: {}", self.summary()),
+            },
+            Outcome::Retryable {
+                reason,
+                retry_after,
+            } => Outcome::Retryable {
+                reason,
+                retry_after,
+            },
+            Outcome::Permanent { reason } => Outcome::Permanent { reason },
+        }
+    }
+
     /// `HTTP <status>: <first 300 chars of the body>`, for failure records.
     pub fn summary(&self) -> String {
         let body: String = self.body.chars().take(300).collect();

@@ -52,19 +52,7 @@ pub fn classify(reply: &Reply) -> Outcome<String> {
             reason: reply.summary(),
             retry_after: rate_limit_wait(reply),
         },
-        _ => match reply.default_outcome() {
-            Outcome::Success(()) => Outcome::Permanent {
-                reason: format!("unexpected status: {}", reply.summary()),
-            },
-            Outcome::Retryable {
-                reason,
-                retry_after,
-            } => Outcome::Retryable {
-                reason,
-                retry_after,
-            },
-            Outcome::Permanent { reason } => Outcome::Permanent { reason },
-        },
+        _ => reply.failure_outcome(),
     }
 }
 

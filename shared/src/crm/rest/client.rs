@@ -29,19 +29,7 @@ pub fn classify(reply: &Reply, success_status: &[u16]) -> Outcome<CrmReceipt> {
             dry_run: None,
         });
     }
-    match reply.default_outcome() {
-        Outcome::Success(()) => Outcome::Permanent {
-            reason: format!("unexpected status: {}", reply.summary()),
-        },
-        Outcome::Retryable {
-            reason,
-            retry_after,
-        } => Outcome::Retryable {
-            reason,
-            retry_after,
-        },
-        Outcome::Permanent { reason } => Outcome::Permanent { reason },
-    }
+    reply.failure_outcome()
 }
 
 impl RestClient {
