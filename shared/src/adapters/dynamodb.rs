@@ -54,19 +54,12 @@ impl DynamoIntakeStore {
     }
 
     async fn read(&self, key: &str) -> Result<ExistingIntake, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let item = output.item().ok_or_else(|| {
-            StoreError::Corrupt("record vanished after a conditional check".into())
-        })?;
-        existing_from_item(item)
+        let item = get_consistent(&self.client, &self.table, Self::key(key))
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("record vanished after a conditional check".into())
+            })?;
+        existing_from_item(&item)
     }
 }
 
@@ -103,6 +96,23 @@ where
         SdkError::ResponseError(_) => StoreError::Unavailable("unreadable response".into()),
         _ => StoreError::Rejected("request could not be built".into()),
     }
+}
+
+/// Reads one item with a strongly consistent read; `None` when there is none.
+pub async fn get_consistent(
+    client: &Client,
+    table: &str,
+    key: HashMap<String, AttributeValue>,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let output = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(output.item)
 }
 
 /// Whether an SDK error is DynamoDB's `ConditionalCheckFailedException`.

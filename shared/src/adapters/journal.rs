@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::dynamodb::{classify, is_conditional_check_failed};
+use super::dynamodb::{classify, get_consistent, is_conditional_check_failed};
 use crate::optimizer::ports::{
     ChangeRecord, ChangeStatus, Claim, JournalEntry, OptimizerStore, Snapshot,
 };
@@ -87,19 +87,13 @@ impl DynamoOptimizerStore {
         entity_key: &str,
         claim_id: &str,
     ) -> Result<Option<(ChangeStatus, String)>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                format!("ENTITY#{entity_key}"),
-                format!("CHANGE#{claim_id}"),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(out.item().map(|item| {
+        let item = get_consistent(
+            &self.client,
+            &self.table,
+            key(format!("ENTITY#{entity_key}"), format!("CHANGE#{claim_id}")),
+        )
+        .await?;
+        Ok(item.as_ref().map(|item| {
             (
                 status_of(&text(item, "status").unwrap_or_default()),
                 text(item, "reason").unwrap_or_default(),
@@ -153,19 +147,13 @@ impl DynamoOptimizerStore {
         campaign_id: &str,
         run_id: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                format!("SNAPSHOT#{campaign_id}"),
-                run_id.to_string(),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        match out.item().and_then(|item| text(item, "data")) {
+        let item = get_consistent(
+            &self.client,
+            &self.table,
+            key(format!("SNAPSHOT#{campaign_id}"), run_id.to_string()),
+        )
+        .await?;
+        match item.as_ref().and_then(|item| text(item, "data")) {
             Some(raw) => Ok(Some(
                 serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             )),
@@ -217,16 +205,13 @@ impl OptimizerStore for DynamoOptimizerStore {
     }
 
     async fn latest_change(&self, entity_key: &str) -> Result<Option<ChangeRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("ENTITY#{entity_key}"), "LATEST".into())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        match out.item().and_then(|item| text(item, "record")) {
+        let item = get_consistent(
+            &self.client,
+            &self.table,
+            key(format!("ENTITY#{entity_key}"), "LATEST".into()),
+        )
+        .await?;
+        match item.as_ref().and_then(|item| text(item, "record")) {
             Some(raw) => Ok(Some(
                 serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             )),

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 
-use super::dynamodb::{classify, is_conditional_check_failed};
+use super::dynamodb::{classify, get_consistent, is_conditional_check_failed};
 use crate::ports::StoreError;
 use crate::routing::ports::{Claim, EffectLedger, EffectOutcome, ProfileStore, Saved, Versioned};
 use crate::routing::profile::{CrmRecord, Profile};
@@ -83,17 +83,9 @@ impl DynamoProfiles {
 
     /// The latest CRM record stored on a profile (what the demo shows).
     pub async fn crm_record(&self, key: &str) -> Result<Option<CrmRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(profile_key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        match out
-            .item()
+        let item = get_consistent(&self.client, &self.table, profile_key(key)).await?;
+        match item
+            .as_ref()
             .and_then(|i| i.get("crm"))
             .and_then(|v| v.as_s().ok())
         {
@@ -103,16 +95,8 @@ impl DynamoProfiles {
     }
 
     async fn effect_state(&self, key: &str) -> Result<Claim, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(effect_item_key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let item = out.item();
+        let item = get_consistent(&self.client, &self.table, effect_item_key(key)).await?;
+        let item = item.as_ref();
         let state = item
             .and_then(|i| i.get("state"))
             .and_then(|v| v.as_s().ok())
