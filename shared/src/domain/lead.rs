@@ -94,10 +94,10 @@ impl Email {
         &self.0
     }
 
-    /// A stable, non-reversible label for logs and keys: the first 16 hex digits of SHA-256.
+    /// A stable, non-reversible label for logs and keys: the first 16 hex digits of HMAC-SHA256 under
+    /// the process's fingerprint key (see [`crate::domain::fingerprint`]).
     pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        hex::encode(&digest[..8])
+        super::fingerprint::fingerprint(self.0.as_bytes())
     }
 
     /// The full lowercase-hex SHA-256 of the normalized address, as ad platforms expect it.
