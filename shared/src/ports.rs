@@ -95,6 +95,22 @@ pub enum CreateOutcome {
     Exists(Box<ExistingIntake>),
 }
 
+/// The de-duplication window of a request that carried no `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupWindow {
+    /// The key of what the client sent (see `domain::intake::content_dedup_key`).
+    pub key: String,
+    /// The window opened by the first submission with this key ends here.
+    pub until: DateTime<Utc>,
+}
+
+/// A stored lead not yet confirmed on the leads queue, as the sweep finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingIntake {
+    pub key: String,
+    pub received_at: DateTime<Utc>,
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,13 +133,27 @@ impl Retryable for StoreError {
 
 /// Durable storage of accepted requests, with a conditional write as the idempotency gate.
 pub trait IntakeStore: Send + Sync {
-    /// Creates the record only if no record has the same key. The creator holds the enqueue claim
-    /// until `claim_until`.
+    /// Creates the record only if no record has the same key and, with `dedup`, no submission with the
+    /// same content key opened a window that is still open; otherwise answers the record that is there.
+    /// The creator holds the enqueue claim until `claim_until`. On an error nothing was stored.
     fn create(
         &self,
         record: &IntakeRecord,
         claim_until: DateTime<Utc>,
+        dedup: Option<&DedupWindow>,
     ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send;
+
+    /// Reads a record by its key.
+    fn load(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ExistingIntake>, StoreError>> + Send;
+
+    /// Up to `limit` records still in `Stored`, oldest first.
+    fn unqueued(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingIntake>, StoreError>> + Send;
 
     /// Takes the enqueue claim of a record still in `Stored`, if nobody holds an unexpired one.
     fn claim(

@@ -7,7 +7,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fluxo::domain::LeadId;
 use fluxo::domain::intake::{self, IntakeSettings, Submission};
 use fluxo::envelope::LeadEnvelope;
-use fluxo::idempotency;
 
 const FORM: &[u8] = b"nome=Jo%C3%A3o+da+Silva&email=Joao.Silva%40Exemplo.com.br&telefone=%2811%29+98765-4321\
 &empresa=Empresa+X&origem=Webinar+XYZ&interesse=Software+A&utm_source=google&utm_medium=cpc\
@@ -26,16 +25,13 @@ fn accept(
     let fields = runtime
         .block_on(webhook_receiver::body::decode(Some(content_type), body))
         .unwrap_or_default();
-    let Ok(Submission::Lead { lead, .. }) = intake::normalize(&fields, None, at, settings) else {
+    let Ok(Submission::Lead {
+        lead, fingerprint, ..
+    }) = intake::normalize(&fields, None, at, settings)
+    else {
         return String::new();
     };
-    let key = idempotency::request_key_from_content(
-        lead.source.as_deref().unwrap_or(""),
-        lead.email.as_str(),
-        lead.form.as_deref().unwrap_or(""),
-        at,
-        600,
-    );
+    let key = intake::content_dedup_key(&fingerprint);
     let envelope = LeadEnvelope::new(LeadId::new(at, 42), key, at, None, *lead);
     envelope.to_json().unwrap_or_default()
 }

@@ -1,7 +1,13 @@
 //! Request bodies: JSON, urlencoded forms and multipart forms (text fields only), decoded into raw fields.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use fluxo::domain::intake::{RawFields, RawValue};
+
+/// Most fields one body may carry. Every field counts: each key of a JSON object (nested ones too), each
+/// `key=value` pair of a form, each part of a multipart body, repeated keys included.
+pub const MAX_FIELDS: usize = 200;
 
 /// Why a body could not be read. Messages never quote the sender's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +34,8 @@ pub enum BodyError {
     FileUpload,
     #[error("body is empty")]
     Empty,
+    #[error("body has more than {max} fields")]
+    TooManyFields { max: usize },
 }
 
 /// The media types the receiver reads.
@@ -100,6 +108,12 @@ fn decode_json(body: &[u8]) -> Result<RawFields, BodyError> {
             }
         }
     })?;
+    if !value.is_object() {
+        return Err(BodyError::NotAnObject);
+    }
+    if json_field_count(&value) > MAX_FIELDS {
+        return Err(BodyError::TooManyFields { max: MAX_FIELDS });
+    }
     match value {
         serde_json::Value::Object(map) => {
             Ok(map.into_iter().map(|(k, v)| (k, to_raw(v))).collect())
@@ -108,38 +122,89 @@ fn decode_json(body: &[u8]) -> Result<RawFields, BodyError> {
     }
 }
 
-/// Repeated keys (checkbox groups) are joined with ", ".
-fn push_joined(fields: &mut RawFields, key: String, value: String) {
-    if let Some((_, RawValue::Text(existing))) = fields.iter_mut().find(|(k, _)| *k == key) {
-        if !value.trim().is_empty() {
-            if !existing.trim().is_empty() {
-                existing.push_str(", ");
-            }
-            existing.push_str(&value);
+/// Text fields in the order they were first sent; repeated keys (checkbox groups) are joined with ", ".
+///
+/// Each key is found through an index, so joining is linear in the number of fields, and at most
+/// `max_fields` fields (repeats included) are read.
+pub struct FieldCollector {
+    fields: RawFields,
+    positions: HashMap<String, usize>,
+    seen: usize,
+    max_fields: usize,
+}
+
+impl FieldCollector {
+    /// An empty collector that refuses more than `max_fields` fields.
+    pub fn new(max_fields: usize) -> Self {
+        FieldCollector {
+            fields: RawFields::new(),
+            positions: HashMap::new(),
+            seen: 0,
+            max_fields,
         }
-    } else {
-        fields.push((key, RawValue::Text(value)));
+    }
+
+    /// Adds one field, joining it to an earlier one with the same key.
+    pub fn push(&mut self, key: String, value: String) -> Result<(), BodyError> {
+        self.seen += 1;
+        if self.seen > self.max_fields {
+            return Err(BodyError::TooManyFields {
+                max: self.max_fields,
+            });
+        }
+        match self.positions.get(&key) {
+            Some(&i) => {
+                if let Some((_, RawValue::Text(existing))) = self.fields.get_mut(i)
+                    && !value.trim().is_empty()
+                {
+                    if !existing.trim().is_empty() {
+                        existing.push_str(", ");
+                    }
+                    existing.push_str(&value);
+                }
+            }
+            None => {
+                self.positions.insert(key.clone(), self.fields.len());
+                self.fields.push((key, RawValue::Text(value)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The fields collected.
+    pub fn finish(self) -> RawFields {
+        self.fields
+    }
+}
+
+/// Counts a JSON value's fields: an object's keys, recursively.
+fn json_field_count(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.len() + map.values().map(json_field_count).sum::<usize>()
+        }
+        _ => 0,
     }
 }
 
 fn decode_urlencoded(body: &[u8]) -> Result<RawFields, BodyError> {
     // Percent-decoded bytes must be UTF-8; a lossy decode would silently change what was sent.
     std::str::from_utf8(body).map_err(|_| BodyError::InvalidUtf8)?;
-    let mut fields = RawFields::new();
+    let mut fields = FieldCollector::new(MAX_FIELDS);
     for (key, value) in form_urlencoded::parse(body) {
         if key.contains('\u{FFFD}') || value.contains('\u{FFFD}') {
             return Err(BodyError::InvalidUtf8);
         }
-        push_joined(&mut fields, key.into_owned(), value.into_owned());
+        fields.push(key.into_owned(), value.into_owned())?;
     }
-    Ok(fields)
+    Ok(fields.finish())
 }
 
 async fn decode_multipart(body: &[u8], boundary: String) -> Result<RawFields, BodyError> {
     let bytes = Bytes::copy_from_slice(body);
     let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(bytes) });
     let mut multipart = multer::Multipart::new(stream, boundary);
-    let mut fields = RawFields::new();
+    let mut fields = FieldCollector::new(MAX_FIELDS);
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -158,9 +223,9 @@ async fn decode_multipart(body: &[u8], boundary: String) -> Result<RawFields, Bo
             .await
             .map_err(|_| BodyError::MalformedMultipart)?;
         let value = String::from_utf8(raw.to_vec()).map_err(|_| BodyError::InvalidUtf8)?;
-        push_joined(&mut fields, name, value);
+        fields.push(name, value)?;
     }
-    Ok(fields)
+    Ok(fields.finish())
 }
 
 #[cfg(test)]
@@ -285,5 +350,92 @@ mod tests {
             decode(Some("application/json"), b"  ").await.unwrap_err(),
             BodyError::Empty
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_with_more_fields_than_the_cap_is_refused_in_every_format() {
+        let form = (0..=MAX_FIELDS)
+            .map(|i| format!("f{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let err = decode(Some("application/x-www-form-urlencoded"), form.as_bytes())
+            .await
+            .unwrap_err();
+        assert_eq!(err, BodyError::TooManyFields { max: MAX_FIELDS });
+        assert_eq!(err.to_string(), "body has more than 200 fields");
+
+        // Repeated keys count too: they are fields the receiver has to read.
+        let repeated = vec!["i=a"; MAX_FIELDS + 1].join("&");
+        assert_eq!(
+            decode(
+                Some("application/x-www-form-urlencoded"),
+                repeated.as_bytes()
+            )
+            .await
+            .unwrap_err(),
+            BodyError::TooManyFields { max: MAX_FIELDS }
+        );
+
+        let json = format!(
+            "{{{}}}",
+            (0..=MAX_FIELDS)
+                .map(|i| format!("\"f{i}\":\"v\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            decode(Some("application/json"), json.as_bytes())
+                .await
+                .unwrap_err(),
+            BodyError::TooManyFields { max: MAX_FIELDS }
+        );
+
+        let multipart: String = (0..=MAX_FIELDS)
+            .map(|i| format!("--B\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nv\r\n"))
+            .collect::<String>()
+            + "--B--\r\n";
+        assert_eq!(
+            decode(
+                Some("multipart/form-data; boundary=B"),
+                multipart.as_bytes()
+            )
+            .await
+            .unwrap_err(),
+            BodyError::TooManyFields { max: MAX_FIELDS }
+        );
+
+        // Exactly the cap is fine.
+        let at_cap = (0..MAX_FIELDS)
+            .map(|i| format!("f{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            decode(Some("application/x-www-form-urlencoded"), at_cap.as_bytes())
+                .await
+                .unwrap()
+                .len(),
+            MAX_FIELDS
+        );
+    }
+
+    #[test]
+    fn joining_repeated_keys_is_linear_in_the_number_of_fields() {
+        // 200,000 distinct keys: a linear search per key (the old join) needs ~2e10 comparisons and
+        // minutes; an index needs milliseconds. The bound is loose for a loaded machine.
+        let n = 200_000;
+        let started = std::time::Instant::now();
+        let mut fields = FieldCollector::new(usize::MAX);
+        for i in 0..n {
+            fields.push(format!("key{i}"), "v".into()).unwrap();
+        }
+        fields.push("key7".into(), "w".into()).unwrap();
+        let fields = fields.finish();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(fields.len(), n);
+        assert_eq!(fields[7].1, RawValue::Text("v, w".into()));
     }
 }

@@ -2,7 +2,12 @@
 
 use fluxo::settings::{self, SettingError, Source};
 
-use crate::cors::{AllowedOrigins, Origin};
+use crate::cors::{AllowedOrigins, RedirectTarget};
+
+/// The largest `MAX_BODY_BYTES` accepted. A stored lead keeps the raw body beside its normalized
+/// envelope in one DynamoDB item (at most 400 KB) and the envelope travels as one SQS message (at most
+/// 256 KiB): a larger body could never be stored.
+pub const MAX_BODY_BYTES_LIMIT: usize = 128 * 1024;
 
 /// Everything the receiver needs to know, validated at cold start.
 #[derive(Debug, Clone)]
@@ -11,22 +16,26 @@ pub struct ReceiverConfig {
     pub leads_table: String,
     /// `LEADS_QUEUE_URL`: the SQS leads queue.
     pub leads_queue_url: String,
-    /// `MAX_BODY_BYTES`: larger bodies get 413. Default 64 KiB.
+    /// `MAX_BODY_BYTES`: larger bodies get 413. Default 64 KiB, at most [`MAX_BODY_BYTES_LIMIT`].
     pub max_body_bytes: usize,
     /// `HONEYPOT_FIELD`: the field bots fill in. Default `_gotcha`.
     pub honeypot_field: String,
     /// `ALLOWED_ORIGINS`: comma-separated origins (`https://site.com`), or `*`. Empty: no CORS.
     pub allowed_origins: AllowedOrigins,
     /// `THANK_YOU_URL`: where plain HTML forms are sent after a submission, if they name no `_redirect`.
-    pub thank_you_url: Option<String>,
+    pub thank_you_url: Option<RedirectTarget>,
     /// `DEFAULT_COUNTRY`: ISO 3166 alpha-2 code for national phone numbers (e.g. `BR`).
     pub default_country: Option<phonenumber::country::Id>,
-    /// `DEDUP_WINDOW_SECS`: identical submissions inside this window are one request. Default 600.
+    /// `DEDUP_WINDOW_SECS`: submissions without an `Idempotency-Key` that carry the same content within
+    /// this many seconds of the first one are one request. Default 600; 0 turns de-duplication off.
     pub dedup_window_secs: u64,
     /// `RAW_RETENTION_DAYS`: how long raw requests are kept (DynamoDB TTL). Default 90.
     pub raw_retention_days: u32,
     /// `ENQUEUE_CLAIM_SECS`: how long one request holds the right to queue a stored lead. Default 30.
     pub enqueue_claim_secs: u32,
+    /// `UNQUEUED_ALERT_SECS`: a stored lead still not queued this long after it was received is counted
+    /// in the `LeadsUnqueued` metric, which the template alarms on. Default 300.
+    pub unqueued_alert_secs: u32,
 }
 
 impl ReceiverConfig {
@@ -47,20 +56,21 @@ impl ReceiverConfig {
                 name: "ALLOWED_ORIGINS",
                 problem,
             })?;
-        let thank_you_url = settings::optional(src, "THANK_YOU_URL")?;
-        if let Some(url) = &thank_you_url
-            && Origin::of_url(url).is_none()
-        {
-            return Err(SettingError::Invalid {
-                name: "THANK_YOU_URL",
-                problem: "must be an absolute http or https URL".into(),
-            });
-        }
+        let thank_you_url = settings::optional(src, "THANK_YOU_URL")?
+            .map(|url| {
+                RedirectTarget::parse(&url).ok_or_else(|| SettingError::Invalid {
+                    name: "THANK_YOU_URL",
+                    problem: "must be an absolute http or https URL".into(),
+                })
+            })
+            .transpose()?;
         let max_body_bytes = settings::parsed(src, "MAX_BODY_BYTES", 64 * 1024)?;
-        if max_body_bytes == 0 {
+        if max_body_bytes == 0 || max_body_bytes > MAX_BODY_BYTES_LIMIT {
             return Err(SettingError::Invalid {
                 name: "MAX_BODY_BYTES",
-                problem: "must be positive".into(),
+                problem: format!(
+                    "must be between 1 and {MAX_BODY_BYTES_LIMIT}: a larger body cannot be stored in one DynamoDB item and queued as one SQS message"
+                ),
             });
         }
         Ok(ReceiverConfig {
@@ -76,6 +86,7 @@ impl ReceiverConfig {
             dedup_window_secs: settings::parsed(src, "DEDUP_WINDOW_SECS", 600)?,
             raw_retention_days: settings::parsed(src, "RAW_RETENTION_DAYS", 90)?,
             enqueue_claim_secs: settings::parsed(src, "ENQUEUE_CLAIM_SECS", 30)?,
+            unqueued_alert_secs: settings::parsed(src, "UNQUEUED_ALERT_SECS", 300)?,
         })
     }
 
@@ -132,5 +143,25 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("THANK_YOU_URL"), "{err}");
+    }
+
+    #[test]
+    fn a_max_body_size_that_could_never_be_stored_is_refused() {
+        for too_big in ["131073", "6291456"] {
+            let err = ReceiverConfig::from_source(&[
+                ("LEADS_TABLE", "t"),
+                ("LEADS_QUEUE_URL", "q"),
+                ("MAX_BODY_BYTES", too_big),
+            ])
+            .unwrap_err();
+            assert!(err.to_string().contains("MAX_BODY_BYTES"), "{err}");
+        }
+        let at_limit = ReceiverConfig::from_source(&[
+            ("LEADS_TABLE", "t"),
+            ("LEADS_QUEUE_URL", "q"),
+            ("MAX_BODY_BYTES", "131072"),
+        ])
+        .unwrap();
+        assert_eq!(at_limit.max_body_bytes, MAX_BODY_BYTES_LIMIT);
     }
 }

@@ -1,41 +1,58 @@
 //! Origins: which sites may post leads from a browser, and where plain HTML forms may be redirected.
 
-/// A web origin, `scheme://host[:port]`, lowercased.
+/// A web origin, `scheme://host[:port]`, as the WHATWG URL standard serializes it (lowercase host,
+/// punycode, no default port).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin(String);
 
+/// An absolute http(s) URL without credentials: the only kind the receiver redirects to.
+fn web_url(value: &str) -> Option<url::Url> {
+    let url = url::Url::parse(value.trim()).ok()?;
+    let web = matches!(url.scheme(), "http" | "https")
+        && url.has_host()
+        && url.username().is_empty()
+        && url.password().is_none();
+    web.then_some(url)
+}
+
 impl Origin {
-    /// Parses an `Origin` header value. Only http and https origins are accepted.
+    /// Parses an origin (an `Origin` header, an `ALLOWED_ORIGINS` item): an http(s) URL with nothing
+    /// after the host and port but an optional `/`.
     pub fn parse(value: &str) -> Option<Origin> {
-        let value = value.trim().trim_end_matches('/');
-        let lower = value.to_ascii_lowercase();
-        let rest = lower
-            .strip_prefix("https://")
-            .or_else(|| lower.strip_prefix("http://"))?;
-        let valid_host = !rest.is_empty()
-            && rest
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-        valid_host.then_some(Origin(lower))
+        let url = web_url(value)?;
+        let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+        bare.then(|| Origin::of(&url))
     }
 
     /// The origin of an absolute http(s) URL; `None` for relative URLs, other schemes or userinfo.
-    pub fn of_url(url: &str) -> Option<Origin> {
-        let scheme_end = url.find("://")?;
-        let authority_start = scheme_end + 3;
-        let authority_len = url[authority_start..]
-            .find(['/', '?', '#'])
-            .unwrap_or(url.len() - authority_start);
-        let authority = &url[authority_start..authority_start + authority_len];
-        if authority.contains('@') || authority.contains('\\') {
-            return None;
-        }
-        Origin::parse(&url[..authority_start + authority_len])
+    pub fn of_url(value: &str) -> Option<Origin> {
+        web_url(value).map(|url| Origin::of(&url))
+    }
+
+    fn of(url: &url::Url) -> Origin {
+        Origin(url.origin().ascii_serialization())
     }
 
     /// The origin as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A redirect target that passed the origin check, serialized as parsed (what was checked is what is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTarget {
+    pub origin: Origin,
+    pub url: String,
+}
+
+impl RedirectTarget {
+    /// Parses an absolute http(s) URL without credentials.
+    pub fn parse(value: &str) -> Option<RedirectTarget> {
+        web_url(value).map(|url| RedirectTarget {
+            origin: Origin::of(&url),
+            url: url.into(),
+        })
     }
 }
 
@@ -78,6 +95,11 @@ impl AllowedOrigins {
         }
     }
 
+    /// Whether `origin` is named in the list. `*` names no origin: redirect targets must be listed.
+    pub fn lists(&self, origin: &Origin) -> bool {
+        matches!(self, AllowedOrigins::List(list) if list.contains(origin))
+    }
+
     /// Whether any origin is configured.
     pub fn is_set(&self) -> bool {
         !matches!(self, AllowedOrigins::Unset)
@@ -109,6 +131,39 @@ mod tests {
         assert!(Origin::of_url("https://site.com@evil.com/").is_none());
         assert!(Origin::of_url("/obrigado").is_none());
         assert!(Origin::of_url("javascript:alert(1)").is_none());
+        // A backslash ends the host for browsers; the URL parser agrees, so the origin is evil.com.
+        assert_eq!(
+            Origin::of_url("https://evil.com\\@site.com/")
+                .unwrap()
+                .as_str(),
+            "https://evil.com"
+        );
+        assert_eq!(
+            Origin::of_url("https://SITE.com:443/a").unwrap().as_str(),
+            "https://site.com"
+        );
+    }
+
+    #[test]
+    fn an_origin_has_no_path_query_or_credentials() {
+        assert!(Origin::parse("https://site.com/path").is_none());
+        assert!(Origin::parse("https://site.com?x").is_none());
+        assert!(Origin::parse("https://user@site.com").is_none());
+        assert!(Origin::parse("https://").is_none());
+        assert_eq!(
+            Origin::parse("https://site.com:8443").unwrap().as_str(),
+            "https://site.com:8443"
+        );
+    }
+
+    #[test]
+    fn a_wildcard_lists_no_origin() {
+        let any = AllowedOrigins::parse(&["*".into()]).unwrap();
+        let site = Origin::parse("https://site.com").unwrap();
+        assert!(any.allows(&site));
+        assert!(!any.lists(&site));
+        let listed = AllowedOrigins::parse(&["https://site.com".into()]).unwrap();
+        assert!(listed.lists(&site));
     }
 
     #[test]

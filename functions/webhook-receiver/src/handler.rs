@@ -1,21 +1,22 @@
-//! The receiver: verify -> parse -> validate -> normalize -> conditional write -> queue -> answer.
+//! The receiver: verify -> parse -> validate -> normalize -> conditional write -> queue -> answer; and the
+//! sweep that queues every stored lead a request could not queue.
 
 use chrono::Duration;
+use fluxo::domain::LeadId;
 use fluxo::domain::intake::{self, FieldProblem, IntakeSettings, Submission};
-use fluxo::domain::{Lead, LeadId};
 use fluxo::envelope::LeadEnvelope;
 use fluxo::idempotency;
 use fluxo::observability;
 use fluxo::ports::{
-    Clock, CreateOutcome, IntakeRecord, IntakeStatus, IntakeStore, LeadQueue, Randomness,
-    RawRequest,
+    Clock, CreateOutcome, DedupWindow, IntakeRecord, IntakeStatus, IntakeStore, LeadQueue,
+    Randomness, RawRequest, StoreError,
 };
 use http::{HeaderMap, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::body::{self, BodyError};
 use crate::config::ReceiverConfig;
-use crate::cors::Origin;
+use crate::cors::{Origin, RedirectTarget};
 use crate::response::{self, AcceptedBody};
 
 const FUNCTION: &str = "webhook-receiver";
@@ -23,6 +24,26 @@ const NAMESPACE: &str = "Fluxo";
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 const ALLOWED_METHODS: &str = "POST, OPTIONS";
 const ALLOWED_HEADERS: &str = "content-type, idempotency-key";
+/// Most stored leads one sweep re-queues; the next sweep takes the rest, oldest first.
+const SWEEP_BATCH: usize = 100;
+/// SQS's limit on one message, attributes included.
+const SQS_MESSAGE_LIMIT: usize = 256 * 1024;
+/// DynamoDB's limit on one item, attribute names included.
+const DYNAMODB_ITEM_LIMIT: usize = 400 * 1024;
+/// Room for the message attributes, the item's other attributes and their names.
+const SIZE_MARGIN: usize = 4 * 1024;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Stored leads not yet queued that the sweep looked at.
+    pub found: usize,
+    /// Of those, the ones it queued now.
+    pub queued: usize,
+    /// Leads still not queued after this sweep that were received longer than `UNQUEUED_ALERT_SECS`
+    /// ago (the `LeadsUnqueued` metric).
+    pub overdue: usize,
+}
 
 /// Header names that may carry secrets; they are never stored with the raw request.
 fn is_secret_header(name: &str) -> bool {
@@ -57,7 +78,7 @@ enum Answer {
         message: String,
         fields: Vec<FieldProblem>,
     },
-    Busy,
+    /// Nothing was stored: the client must retry.
     Unavailable,
 }
 
@@ -204,19 +225,10 @@ where
                 observability::count(NAMESPACE, FUNCTION, "LeadRejected", 1);
                 response::error(status, &message, &fields)
             }
-            Answer::Busy => {
-                let mut r = response::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the same request is being processed; retry shortly",
-                    &[],
-                );
-                response::set(&mut r, header::RETRY_AFTER, "2");
-                r
-            }
             Answer::Unavailable => {
                 let mut r = response::error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "the lead could not be queued; retry the same request",
+                    "the lead could not be stored; nothing was kept; retry the same request",
                     &[],
                 );
                 response::set(&mut r, header::RETRY_AFTER, "1");
@@ -275,7 +287,7 @@ where
                 };
             }
         };
-        let lead = match submission {
+        let (lead, fingerprint) = match submission {
             Submission::Spam { .. } => {
                 observability::count(NAMESPACE, FUNCTION, "SpamRejected", 1);
                 tracing::info!("honeypot filled; answered as accepted, nothing stored");
@@ -286,7 +298,9 @@ where
                     redirect,
                 };
             }
-            Submission::Lead { lead, .. } => *lead,
+            Submission::Lead {
+                lead, fingerprint, ..
+            } => (*lead, fingerprint),
         };
 
         let header_key = request
@@ -305,18 +319,24 @@ where
                 }],
             };
         }
-        let key = match header_key {
-            Some(k) => idempotency::request_key_from_header(k),
-            None => idempotency::request_key_from_content(
-                lead.source.as_deref().unwrap_or(""),
-                lead.email.as_str(),
-                lead.form.as_deref().unwrap_or(""),
-                received_at,
-                self.config.dedup_window_secs,
-            ),
-        };
-        let content_hash = content_hash(&lead);
         let lead_id = LeadId::new(received_at, self.random.random_u128());
+        // With a key, the key is the request. Without one, each submission is a record of its own, and a
+        // marker keyed by what the client sent makes identical ones inside the window one request.
+        let (key, dedup) = match header_key {
+            Some(k) => (idempotency::request_key_from_header(k), None),
+            None => {
+                let content_key = intake::content_dedup_key(&fingerprint);
+                let window = i64::try_from(self.config.dedup_window_secs).unwrap_or(i64::MAX);
+                let dedup = (window > 0).then(|| DedupWindow {
+                    key: content_key.clone(),
+                    until: received_at
+                        .checked_add_signed(Duration::seconds(window))
+                        .unwrap_or(received_at),
+                });
+                (format!("{content_key}.{lead_id}"), dedup)
+            }
+        };
+        let content_hash = fingerprint;
         let span =
             tracing::info_span!("lead", lead_id = %lead_id, email_fp = %lead.email.fingerprint());
         let _entered = span.enter();
@@ -345,10 +365,17 @@ where
             expires_at: (received_at + Duration::days(i64::from(self.config.raw_retention_days)))
                 .timestamp(),
         };
+        if let Err(problem) = storable(&record) {
+            return Answer::rejected(StatusCode::PAYLOAD_TOO_LARGE, problem);
+        }
         let claim_until =
             received_at + Duration::seconds(i64::from(self.config.enqueue_claim_secs));
 
-        match self.store.create(&record, claim_until).await {
+        match self
+            .store
+            .create(&record, claim_until, dedup.as_ref())
+            .await
+        {
             Ok(CreateOutcome::Created) => {
                 self.enqueue(&key, &record.envelope, false, redirect).await
             }
@@ -371,24 +398,119 @@ where
                         }
                     }
                     IntakeStatus::Stored => {
-                        match self.store.claim(&key, received_at, claim_until).await {
+                        // Stored is durable: whoever holds the claim, or the sweep, queues it.
+                        let existing_key = existing.envelope.idempotency_key.clone();
+                        match self
+                            .store
+                            .claim(&existing_key, received_at, claim_until)
+                            .await
+                        {
                             Ok(true) => {
-                                self.enqueue(&key, &existing.envelope, true, redirect).await
+                                self.enqueue(&existing_key, &existing.envelope, true, redirect)
+                                    .await
                             }
-                            Ok(false) => Answer::Busy,
+                            Ok(false) => {
+                                tracing::info!(lead_id = %existing.lead_id, "duplicate request; the lead is being queued");
+                                Answer::Accepted {
+                                    lead_id: existing.lead_id,
+                                    replayed: true,
+                                    redirect,
+                                }
+                            }
                             Err(e) => {
-                                tracing::error!(error = %e, "claiming a stored lead failed");
-                                Answer::Unavailable
+                                tracing::warn!(error = %e, "claiming a stored lead failed; the sweep queues it");
+                                Answer::Accepted {
+                                    lead_id: existing.lead_id,
+                                    replayed: true,
+                                    redirect,
+                                }
                             }
                         }
                     }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, retryable = fluxo::Retryable::is_retryable(&e), "storing the lead failed");
+                tracing::error!(error = %e, retryable = fluxo::Retryable::is_retryable(&e), "storing the lead failed; nothing was stored");
                 Answer::Unavailable
             }
         }
+    }
+
+    /// Queues every stored lead that its request could not queue (the queue was down, the function timed
+    /// out): the lead reaches the leads queue with no client retry. Runs once a minute.
+    ///
+    /// A lead whose request still holds the enqueue claim is left to it. The `LeadsUnqueued` metric
+    /// counts leads still not queued that were received longer than `UNQUEUED_ALERT_SECS` ago.
+    pub async fn sweep(&self) -> Result<SweepReport, StoreError> {
+        let now = self.clock.now();
+        let claim_until = now + Duration::seconds(i64::from(self.config.enqueue_claim_secs));
+        let overdue_since = now - Duration::seconds(i64::from(self.config.unqueued_alert_secs));
+        let pending = self.store.unqueued(SWEEP_BATCH).await?;
+        let mut report = SweepReport {
+            found: pending.len(),
+            ..SweepReport::default()
+        };
+        for lead in pending {
+            match self.requeue(&lead.key, now, claim_until).await {
+                Ok(true) => report.queued += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "re-queueing a stored lead failed"),
+            }
+        }
+        // Counted after the attempts, from a fresh look: what is still waiting.
+        if report.found > report.queued {
+            report.overdue = match self.store.unqueued(SWEEP_BATCH).await {
+                Ok(left) => left
+                    .iter()
+                    .filter(|l| l.received_at <= overdue_since)
+                    .count(),
+                Err(e) => {
+                    tracing::error!(error = %e, "listing unqueued leads failed");
+                    return Err(e);
+                }
+            };
+        }
+        observability::count(NAMESPACE, FUNCTION, "LeadsSwept", report.queued as u64);
+        observability::count(NAMESPACE, FUNCTION, "LeadsUnqueued", report.overdue as u64);
+        if report.found > 0 {
+            tracing::info!(
+                found = report.found,
+                queued = report.queued,
+                overdue = report.overdue,
+                "sweep of stored leads"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Queues one stored lead if nobody else holds its claim. `Ok(true)` when it is on the queue.
+    async fn requeue(
+        &self,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        claim_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        if !self.store.claim(key, now, claim_until).await? {
+            return Ok(false);
+        }
+        let Some(existing) = self.store.load(key).await? else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("lead", lead_id = %existing.lead_id);
+        let _entered = span.enter();
+        if let Err(e) = self.queue.send_lead(&existing.envelope).await {
+            observability::count(NAMESPACE, FUNCTION, "QueueSendFailed", 1);
+            tracing::error!(error = %e, "queueing a stored lead failed; the next sweep retries");
+            if let Err(e) = self.store.release_claim(key).await {
+                tracing::warn!(error = %e, "releasing the enqueue claim failed; it expires on its own");
+            }
+            return Ok(false);
+        }
+        if let Err(e) = self.store.mark_queued(key).await {
+            tracing::warn!(error = %e, "marking the lead as queued failed; it may be queued again, and the router dedups by lead id");
+        }
+        tracing::info!("stored lead queued by the sweep");
+        Ok(true)
     }
 
     /// Sends the stored envelope and marks it queued. On failure the claim is dropped so a retry can
@@ -401,12 +523,17 @@ where
         redirect: Option<String>,
     ) -> Answer {
         if let Err(e) = self.queue.send_lead(envelope).await {
+            // The lead is durable: answer 202 and let the sweep queue it within a minute or two.
             observability::count(NAMESPACE, FUNCTION, "QueueSendFailed", 1);
-            tracing::error!(error = %e, "queueing the lead failed; the stored lead waits for a retry");
+            tracing::error!(error = %e, "queueing the lead failed; the sweep queues the stored lead");
             if let Err(e) = self.store.release_claim(key).await {
                 tracing::warn!(error = %e, "releasing the enqueue claim failed; it expires on its own");
             }
-            return Answer::Unavailable;
+            return Answer::Accepted {
+                lead_id: envelope.lead_id.clone(),
+                replayed,
+                redirect,
+            };
         }
         if let Err(e) = self.store.mark_queued(key).await {
             // The lead is queued; a later duplicate may queue it again, and the router dedups by lead id.
@@ -421,24 +548,23 @@ where
         }
     }
 
-    /// The 303 target for plain HTML forms: `_redirect` if on an allowed origin, else `THANK_YOU_URL`.
+    /// The 303 target for plain HTML forms: `_redirect` if its origin is listed in `ALLOWED_ORIGINS` (a
+    /// `*` lists none) or is `THANK_YOU_URL`'s, else `THANK_YOU_URL`.
     fn redirect_target(&self, requested: Option<&str>) -> Result<Option<String>, FieldProblem> {
-        let thank_you = self.config.thank_you_url.as_deref();
-        let Some(target) = requested else {
-            return Ok(thank_you.map(str::to_string));
+        let thank_you = self.config.thank_you_url.as_ref();
+        let Some(requested) = requested else {
+            return Ok(thank_you.map(|t| t.url.clone()));
         };
         let problem = |p: &str| FieldProblem {
             field: "_redirect".into(),
             problem: p.into(),
         };
-        let origin = Origin::of_url(target)
+        let target = RedirectTarget::parse(requested)
             .ok_or_else(|| problem("must be an absolute http or https URL"))?;
-        let allowed = self.config.allowed_origins.allows(&origin)
-            || thank_you
-                .and_then(Origin::of_url)
-                .is_some_and(|t| t == origin);
-        if allowed && target.len() <= 2048 {
-            Ok(Some(target.to_string()))
+        let allowed = self.config.allowed_origins.lists(&target.origin)
+            || thank_you.is_some_and(|t| t.origin == target.origin);
+        if allowed && target.url.len() <= 2048 {
+            Ok(Some(target.url))
         } else {
             Err(problem("is not on an allowed origin"))
         }
@@ -491,10 +617,28 @@ fn endpoint_source(request: &Request) -> Result<Option<String>, Answer> {
     }
 }
 
-/// A hash of the normalized lead, to notice an `Idempotency-Key` reused for another lead.
-fn content_hash(lead: &Lead) -> String {
-    let json = serde_json::to_string(lead).unwrap_or_default();
-    idempotency::key_of("fluxo.lead.content.v1", &[&json])
+/// Whether a record fits the services that must hold it: its envelope in one SQS message, the envelope
+/// and the raw request in one DynamoDB item. The problem names the limit, never the content.
+fn storable(record: &IntakeRecord) -> Result<(), String> {
+    let envelope = serde_json::to_string(&record.envelope).map_or(usize::MAX, |j| j.len());
+    if envelope.saturating_add(SIZE_MARGIN) > SQS_MESSAGE_LIMIT {
+        return Err(
+            "the lead is too large to queue (its fields exceed 252 KiB once normalized)".into(),
+        );
+    }
+    let headers: usize = record
+        .raw
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    let item = record.raw.body.len() + envelope + headers + SIZE_MARGIN;
+    if item > DYNAMODB_ITEM_LIMIT {
+        return Err(
+            "the lead is too large to store (body and normalized fields exceed 396 KiB)".into(),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -502,7 +646,7 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::{DateTime, Utc};
-    use fluxo::ports::{ExistingIntake, QueueError, StoreError};
+    use fluxo::ports::{ExistingIntake, PendingIntake, QueueError, StoreError};
 
     use super::*;
 
@@ -513,7 +657,19 @@ mod tests {
     #[derive(Default)]
     struct MemoryStore {
         records: Mutex<Vec<StoredIntake>>,
+        /// De-duplication markers: content key, the record's key, the end of the window.
+        markers: Mutex<Vec<(String, String, DateTime<Utc>)>>,
         fail: bool,
+    }
+
+    fn existing(entry: &StoredIntake) -> ExistingIntake {
+        let (r, status, _) = entry;
+        ExistingIntake {
+            lead_id: r.lead_id.clone(),
+            content_hash: r.content_hash.clone(),
+            status: *status,
+            envelope: r.envelope.clone(),
+        }
     }
 
     impl IntakeStore for MemoryStore {
@@ -521,21 +677,48 @@ mod tests {
             &self,
             record: &IntakeRecord,
             claim_until: DateTime<Utc>,
+            dedup: Option<&DedupWindow>,
         ) -> Result<CreateOutcome, StoreError> {
             if self.fail {
                 return Err(StoreError::Unavailable("down".into()));
             }
             let mut records = self.records.lock().unwrap();
-            if let Some((r, status, _)) = records.iter().find(|(r, _, _)| r.key == record.key) {
-                return Ok(CreateOutcome::Exists(Box::new(ExistingIntake {
-                    lead_id: r.lead_id.clone(),
-                    content_hash: r.content_hash.clone(),
-                    status: *status,
-                    envelope: r.envelope.clone(),
-                })));
+            let mut markers = self.markers.lock().unwrap();
+            if let Some(d) = dedup {
+                let now = record.raw.received_at;
+                if let Some((_, key, _)) = markers
+                    .iter()
+                    .find(|(k, _, until)| *k == d.key && *until > now)
+                {
+                    let entry = records.iter().find(|(r, _, _)| r.key == *key).unwrap();
+                    return Ok(CreateOutcome::Exists(Box::new(existing(entry))));
+                }
+                markers.retain(|(k, _, _)| *k != d.key);
+                markers.push((d.key.clone(), record.key.clone(), d.until));
+            }
+            if let Some(entry) = records.iter().find(|(r, _, _)| r.key == record.key) {
+                return Ok(CreateOutcome::Exists(Box::new(existing(entry))));
             }
             records.push((record.clone(), IntakeStatus::Stored, Some(claim_until)));
             Ok(CreateOutcome::Created)
+        }
+        async fn load(&self, key: &str) -> Result<Option<ExistingIntake>, StoreError> {
+            let records = self.records.lock().unwrap();
+            Ok(records.iter().find(|(r, _, _)| r.key == key).map(existing))
+        }
+        async fn unqueued(&self, limit: usize) -> Result<Vec<PendingIntake>, StoreError> {
+            let records = self.records.lock().unwrap();
+            let mut pending: Vec<_> = records
+                .iter()
+                .filter(|(_, status, _)| *status == IntakeStatus::Stored)
+                .map(|(r, _, _)| PendingIntake {
+                    key: r.key.clone(),
+                    received_at: r.raw.received_at,
+                })
+                .collect();
+            pending.sort_by_key(|p| p.received_at);
+            pending.truncate(limit);
+            Ok(pending)
         }
         async fn claim(
             &self,
@@ -586,10 +769,19 @@ mod tests {
         }
     }
 
-    struct FixedClock;
+    /// A clock that stands still until a test moves it.
+    #[derive(Default)]
+    struct FixedClock(std::sync::atomic::AtomicI64);
+    impl FixedClock {
+        fn advance(&self, millis: i64) {
+            self.0
+                .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     impl Clock for FixedClock {
         fn now(&self) -> DateTime<Utc> {
             DateTime::from_timestamp(1_764_000_000, 0).unwrap()
+                + chrono::Duration::milliseconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
         }
     }
 
@@ -622,7 +814,7 @@ mod tests {
             config,
             MemoryStore::default(),
             MemoryQueue::default(),
-            FixedClock,
+            FixedClock::default(),
             Counter(1.into()),
         )
     }
@@ -680,23 +872,81 @@ mod tests {
         assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
     }
 
+    fn set_queue_down(r: &TestReceiver, down: bool) {
+        r.queue
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     #[tokio::test]
-    async fn a_queue_failure_answers_503_and_the_retry_completes_once() {
+    async fn a_stored_lead_is_answered_202_when_the_queue_is_down_and_the_sweep_queues_it_once() {
         let r = receiver();
-        r.queue
-            .down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let failed = r.handle(json_post(SEED)).await;
-        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(failed.headers()["retry-after"], "1");
-        r.queue
-            .down
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        let retried = r.handle(json_post(SEED)).await;
-        assert_eq!(retried.status(), StatusCode::ACCEPTED);
-        let again = r.handle(json_post(SEED)).await;
-        assert_eq!(body_json(&again)["lead_id"], body_json(&retried)["lead_id"]);
+        set_queue_down(&r, true);
+        let accepted = r.handle(json_post(SEED)).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        let lead_id = body_json(&accepted)["lead_id"].clone();
+        // A sweep while the queue is still down queues nothing and loses nothing.
+        let report = r.sweep().await.unwrap();
+        assert_eq!((report.found, report.queued), (1, 0));
+        set_queue_down(&r, false);
+        let report = r.sweep().await.unwrap();
+        assert_eq!((report.found, report.queued, report.overdue), (1, 1, 0));
+        let sent = r.queue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].lead_id.as_str(), lead_id);
+        assert_eq!(r.store.records.lock().unwrap()[0].1, IntakeStatus::Queued);
+        // Nothing is left for the next sweep.
+        assert_eq!(r.sweep().await.unwrap(), SweepReport::default());
         assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_leaves_a_lead_whose_request_still_holds_the_claim() {
+        let r = receiver();
+        let envelope_key = {
+            set_queue_down(&r, true);
+            r.handle(json_post(SEED)).await;
+            set_queue_down(&r, false);
+            r.store.records.lock().unwrap()[0].0.key.clone()
+        };
+        // The request still holds its claim (as if it were sending right now).
+        let now = r.clock.now();
+        assert!(
+            r.store
+                .claim(&envelope_key, now, now + Duration::seconds(30))
+                .await
+                .unwrap()
+        );
+        assert_eq!(r.sweep().await.unwrap().queued, 0);
+        assert!(r.queue.sent.lock().unwrap().is_empty());
+        r.clock.advance(31_000);
+        assert_eq!(r.sweep().await.unwrap().queued, 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_counts_leads_unqueued_longer_than_the_alert_time() {
+        let r = receiver_with(&[("UNQUEUED_ALERT_SECS", "300")]);
+        set_queue_down(&r, true);
+        r.handle(json_post(SEED)).await;
+        r.clock.advance(299_000);
+        assert_eq!(r.sweep().await.unwrap().overdue, 0);
+        r.clock.advance(2_000);
+        assert_eq!(r.sweep().await.unwrap().overdue, 1);
+        set_queue_down(&r, false);
+        let report = r.sweep().await.unwrap();
+        assert_eq!((report.queued, report.overdue), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_storage_failure_is_the_only_503_and_nothing_is_kept() {
+        let mut r = receiver();
+        r.store.fail = true;
+        let response = r.handle(json_post(SEED)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body_json(&response)["error"],
+            "the lead could not be stored; nothing was kept; retry the same request"
+        );
     }
 
     #[tokio::test]
@@ -723,6 +973,87 @@ mod tests {
         let other = r.handle(with_key(r#"{"email":"outro@exemplo.com"}"#)).await;
         assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+    }
+
+    const WITH_CONSENT: &str =
+        r#"{"email":"joao@exemplo.com","nome":"João","consentimento":"sim"}"#;
+
+    fn keyed(key: &str, body: &str) -> Request {
+        post("/leads", "application/json")
+            .header("idempotency-key", key)
+            .body(Body::Text(body.into()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_retry_with_the_same_key_replays_even_when_consent_came_without_a_time() {
+        let r = receiver();
+        set_queue_down(&r, true);
+        let first = r.handle(keyed("form-42", WITH_CONSENT)).await;
+        assert_eq!(first.status(), StatusCode::ACCEPTED);
+        set_queue_down(&r, false);
+        // The retry comes later: the server-filled consent time differs, the client content does not.
+        r.clock.advance(1_500);
+        let retry = r.handle(keyed("form-42", WITH_CONSENT)).await;
+        assert_eq!(retry.status(), StatusCode::ACCEPTED);
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        assert_eq!(body_json(&retry)["lead_id"], body_json(&first)["lead_id"]);
+        // The retry took the released claim and queued the stored lead, once.
+        assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+        assert_eq!(r.store.records.lock().unwrap()[0].1, IntakeStatus::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_key_reused_for_different_client_content_gets_422() {
+        let r = receiver();
+        r.handle(keyed("form-43", WITH_CONSENT)).await;
+        r.clock.advance(1_500);
+        let other = WITH_CONSENT.replace("João", "Joana");
+        let response = r.handle(keyed("form-43", &other)).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_key_a_different_lead_from_the_same_person_is_a_new_lead() {
+        let r = receiver();
+        let first = r.handle(json_post(SEED)).await;
+        r.clock.advance(60_000);
+        let other_interest = SEED.replace("Software A", "Software B");
+        let second = r.handle(json_post(&other_interest)).await;
+        assert_eq!(second.status(), StatusCode::ACCEPTED);
+        assert!(second.headers().get("idempotent-replayed").is_none());
+        assert_ne!(body_json(&second)["lead_id"], body_json(&first)["lead_id"]);
+        let with_phone = SEED.replace(r#""nome""#, r#""telefone": "+5511987654321", "nome""#);
+        let third = r.handle(json_post(&with_phone)).await;
+        assert!(third.headers().get("idempotent-replayed").is_none());
+        assert_eq!(r.queue.sent.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn without_a_key_the_window_slides_from_the_first_submission() {
+        // 1_764_000_000 is 0 mod 600: the old fixed slots ended at +300 s for a 600 s window started at
+        // -300 s. A double-click at 599.9 s and 600.1 s after midnight straddled a slot boundary.
+        let r = receiver();
+        r.clock.advance(599_900);
+        let first = r.handle(json_post(SEED)).await;
+        r.clock.advance(200);
+        let double_click = r.handle(json_post(SEED)).await;
+        assert_eq!(double_click.headers()["idempotent-replayed"], "true");
+        assert_eq!(
+            body_json(&double_click)["lead_id"],
+            body_json(&first)["lead_id"]
+        );
+        // Still inside the window that opened at the first submission.
+        r.clock.advance(599_000);
+        let late = r.handle(json_post(SEED)).await;
+        assert_eq!(body_json(&late)["lead_id"], body_json(&first)["lead_id"]);
+        // Past it: the same content again is a new submission.
+        r.clock.advance(1_000);
+        let next = r.handle(json_post(SEED)).await;
+        assert!(next.headers().get("idempotent-replayed").is_none());
+        assert_ne!(body_json(&next)["lead_id"], body_json(&first)["lead_id"]);
+        assert_eq!(r.queue.sent.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -940,6 +1271,119 @@ mod tests {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(body_json(&response)["fields"][0]["field"], "_redirect");
         assert!(r.store.records.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_origin_allows_no_redirect_target() {
+        let r = receiver_with(&[("ALLOWED_ORIGINS", "*")]);
+        let response = r
+            .handle(html_form(
+                "email=a%40exemplo.com&_redirect=https%3A%2F%2Fevil.com%2Fphish",
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.headers().get("location").is_none());
+        assert!(r.store.records.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_a_wildcard_only_the_thank_you_origin_is_a_redirect_target() {
+        let r = receiver_with(&[
+            ("ALLOWED_ORIGINS", "*"),
+            ("THANK_YOU_URL", "https://site.com/obrigado"),
+        ]);
+        let response = r
+            .handle(html_form(
+                "email=a%40exemplo.com&_redirect=https%3A%2F%2Fsite.com%2Foutra",
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "https://site.com/outra");
+    }
+
+    #[tokio::test]
+    async fn redirect_targets_are_compared_as_a_url_parser_reads_them() {
+        let r = receiver_with(&[("ALLOWED_ORIGINS", "https://site.com")]);
+        // A browser reads the backslash as a slash and goes to evil.com.
+        for target in [
+            "https%3A%2F%2Fevil.com%5C%40site.com%2F",
+            "https%3A%2F%2Fsite.com%40evil.com%2F",
+            "%2F%2Fevil.com%2F",
+            "javascript%3Aalert(1)",
+        ] {
+            let response = r
+                .handle(html_form(&format!(
+                    "email=a%40exemplo.com&_redirect={target}"
+                )))
+                .await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{target}");
+        }
+        let response = r
+            .handle(html_form(
+                "email=a%40exemplo.com&_redirect=HTTPS%3A%2F%2FSITE.com%3A443%2Fobrigado",
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()["location"], "https://site.com/obrigado");
+    }
+
+    #[tokio::test]
+    async fn a_body_with_too_many_fields_gets_400() {
+        let r = receiver();
+        let body = format!(
+            "email=a%40exemplo.com&{}",
+            (0..200)
+                .map(|i| format!("f{i}=v"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        let response = r
+            .handle(
+                post("/leads", "application/x-www-form-urlencoded")
+                    .body(Body::Text(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(&response)["error"],
+            "body has more than 200 fields"
+        );
+    }
+
+    /// A multipart body whose 50 custom fields are 1,000 control characters each: 52 KB as sent, over
+    /// 300 KB once escaped in the JSON envelope, more than one SQS message holds.
+    pub(crate) fn unqueueable_multipart() -> String {
+        let value = "\u{1}".repeat(1000);
+        (0..50)
+            .map(|i| {
+                format!("--B\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n{value}\r\n")
+            })
+            .collect::<String>()
+            + "--B\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na@exemplo.com\r\n--B--\r\n"
+    }
+
+    #[tokio::test]
+    async fn a_lead_too_large_to_queue_gets_413_and_nothing_is_stored() {
+        let r = receiver();
+        let body = unqueueable_multipart();
+        assert!(body.len() < 64 * 1024);
+        let response = r
+            .handle(
+                post("/leads", "multipart/form-data; boundary=B")
+                    .body(Body::Text(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            body_json(&response)["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("the lead is too large to queue")
+        );
+        assert!(r.store.records.lock().unwrap().is_empty());
+        assert!(r.queue.sent.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 
 use fluxo::adapters::{dynamodb::DynamoIntakeStore, load_aws_config, sqs::SqsQueue};
 use fluxo::ports::{SystemClock, ThreadRandomness};
-use lambda_http::{Error, service_fn};
+use lambda_http::Error;
 use webhook_receiver::{Receiver, ReceiverConfig};
 
 #[tokio::main]
@@ -13,9 +13,5 @@ async fn main() -> Result<(), Error> {
     let store = DynamoIntakeStore::from_sdk_config(&aws, &config.leads_table);
     let queue = SqsQueue::from_sdk_config(&aws, &config.leads_queue_url);
     let receiver = Receiver::new(config, store, queue, SystemClock, ThreadRandomness);
-    let receiver = &receiver;
-    lambda_http::run(service_fn(move |request| async move {
-        Ok::<_, std::convert::Infallible>(receiver.handle(request).await)
-    }))
-    .await
+    webhook_receiver::dispatch::run(&receiver).await
 }

@@ -5,23 +5,40 @@
 //! `content_hash`, `received_at`, `raw_body` (binary), `content_type`, `headers` (map), `envelope`
 //! (the queued JSON), `email_fp` (a fingerprint, for erasure look-ups), `claim_until` (ms) and
 //! `expires_at` (TTL, seconds).
+//!
+//! While a record is `stored` it also carries `unqueued = INTAKE` and `unqueued_since` (received, ms):
+//! the keys of the sparse index [`UNQUEUED_INDEX`], so the sweep finds exactly the leads not yet
+//! queued. Marking a record queued removes both.
+//!
+//! A request without an `Idempotency-Key` also writes, in the same transaction, a de-duplication marker
+//! `pk = DEDUP#<content key>`, `sk = DEDUP` with `intake_key` (the record it opened) and `window_until`
+//! (ms). A later request with the same content replays that record while the window is open, and opens a
+//! new window (a new record) once it has closed.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use chrono::{DateTime, Utc};
 
 use crate::domain::LeadId;
 use crate::envelope::LeadEnvelope;
 use crate::ports::{
-    CreateOutcome, ExistingIntake, IntakeRecord, IntakeStatus, IntakeStore, StoreError,
+    CreateOutcome, DedupWindow, ExistingIntake, IntakeRecord, IntakeStatus, IntakeStore,
+    PendingIntake, StoreError,
 };
 
+/// The sparse index of records not yet queued: partition `unqueued`, sort `unqueued_since`.
+pub const UNQUEUED_INDEX: &str = "Unqueued";
 const SK_INTAKE: &str = "INTAKE";
+const SK_DEDUP: &str = "DEDUP";
+const PK_INTAKE_PREFIX: &str = "INTAKE#";
 const STATUS_STORED: &str = "stored";
 const STATUS_QUEUED: &str = "queued";
 
@@ -48,9 +65,84 @@ impl DynamoIntakeStore {
 
     fn key(key: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
-            ("pk".to_string(), AttributeValue::S(format!("INTAKE#{key}"))),
+            (
+                "pk".to_string(),
+                AttributeValue::S(format!("{PK_INTAKE_PREFIX}{key}")),
+            ),
             ("sk".to_string(), AttributeValue::S(SK_INTAKE.to_string())),
         ])
+    }
+
+    fn dedup_key(key: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(format!("DEDUP#{key}"))),
+            ("sk".to_string(), AttributeValue::S(SK_DEDUP.to_string())),
+        ])
+    }
+
+    /// Writes the de-duplication marker and the record in one transaction.
+    async fn create_in_window(
+        &self,
+        record: &IntakeRecord,
+        item: HashMap<String, AttributeValue>,
+        dedup: &DedupWindow,
+    ) -> Result<CreateOutcome, StoreError> {
+        let now = record.raw.received_at;
+        let mut marker = Self::dedup_key(&dedup.key);
+        marker.insert("intake_key".into(), AttributeValue::S(record.key.clone()));
+        marker.insert("window_until".into(), millis(dedup.until));
+        // Kept a day past the window; the condition, not the TTL, decides whether the window is open.
+        marker.insert(
+            "expires_at".into(),
+            AttributeValue::N((dedup.until.timestamp() + 86_400).to_string()),
+        );
+        let put_marker = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(pk) OR window_until <= :now")
+            .expression_attribute_values(":now", millis(now))
+            .build()
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let put_record = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_marker).build())
+            .transact_items(TransactWriteItem::builder().put(put_record).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CreateOutcome::Created),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                // Either the window is open (a duplicate) or a concurrent submission of the same content
+                // is being written right now: the marker tells which.
+                let marker =
+                    get_consistent(&self.client, &self.table, Self::dedup_key(&dedup.key)).await?;
+                let open_record = marker.as_ref().and_then(|m| {
+                    let until = m.get("window_until")?.as_n().ok()?.parse::<i64>().ok()?;
+                    let key = m.get("intake_key")?.as_s().ok()?;
+                    (until > now.timestamp_millis()).then(|| key.clone())
+                });
+                match open_record {
+                    Some(key) => Ok(CreateOutcome::Exists(Box::new(self.read(&key).await?))),
+                    None => Err(StoreError::Unavailable(
+                        "a submission with the same content was being stored at the same time"
+                            .into(),
+                    )),
+                }
+            }
+            Err(err) => Err(classify(&err)),
+        }
     }
 
     async fn read(&self, key: &str) -> Result<ExistingIntake, StoreError> {
@@ -156,6 +248,7 @@ impl IntakeStore for DynamoIntakeStore {
         &self,
         record: &IntakeRecord,
         claim_until: DateTime<Utc>,
+        dedup: Option<&DedupWindow>,
     ) -> Result<CreateOutcome, StoreError> {
         let envelope = record
             .envelope
@@ -201,6 +294,11 @@ impl IntakeStore for DynamoIntakeStore {
             "expires_at".into(),
             AttributeValue::N(record.expires_at.to_string()),
         );
+        item.insert("unqueued".into(), AttributeValue::S(SK_INTAKE.into()));
+        item.insert("unqueued_since".into(), millis(record.raw.received_at));
+        if let Some(dedup) = dedup {
+            return self.create_in_window(record, item, dedup).await;
+        }
 
         let result = self
             .client
@@ -261,7 +359,7 @@ impl IntakeStore for DynamoIntakeStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
-            .update_expression("SET #s = :queued REMOVE claim_until")
+            .update_expression("SET #s = :queued REMOVE claim_until, unqueued, unqueued_since")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":queued", AttributeValue::S(STATUS_QUEUED.into()))
@@ -282,5 +380,46 @@ impl IntakeStore for DynamoIntakeStore {
             .await
             .map_err(|e| classify(&e))?;
         Ok(())
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<ExistingIntake>, StoreError> {
+        get_consistent(&self.client, &self.table, Self::key(key))
+            .await?
+            .map(|item| existing_from_item(&item))
+            .transpose()
+    }
+
+    async fn unqueued(&self, limit: usize) -> Result<Vec<PendingIntake>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(UNQUEUED_INDEX)
+            .key_condition_expression("unqueued = :intake")
+            .expression_attribute_values(":intake", AttributeValue::S(SK_INTAKE.into()))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        output
+            .items()
+            .iter()
+            .map(|item| {
+                let key = text(item, "pk")?
+                    .strip_prefix(PK_INTAKE_PREFIX)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("unqueued item is not an intake record".into())
+                    })?
+                    .to_string();
+                let received_at = item
+                    .get("unqueued_since")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .and_then(DateTime::from_timestamp_millis)
+                    .ok_or_else(|| StoreError::Corrupt("unqueued_since is missing".into()))?;
+                Ok(PendingIntake { key, received_at })
+            })
+            .collect()
     }
 }

@@ -83,6 +83,8 @@ pub enum Submission {
         lead: Box<Lead>,
         /// `_redirect` (or `_next`): where a plain HTML form wants the browser sent afterwards.
         redirect: Option<String>,
+        /// What the client sent, and only that: see [`client_fingerprint`].
+        fingerprint: String,
     },
     /// The honeypot field was filled: a bot. Nothing it sent was validated or is to be kept.
     Spam { redirect: Option<String> },
@@ -536,7 +538,10 @@ pub fn normalize(
         }
     });
 
-    let consent = consent_of(&collected, received_at, &mut problems);
+    let (consent, consent_at_derived) = match consent_of(&collected, received_at, &mut problems) {
+        Some((consent, derived)) => (Some(consent), derived),
+        None => (None, false),
+    };
 
     let page_url = collected.get(Canon::PageUrl).map(str::to_string);
     if let Some(url) = &page_url
@@ -564,7 +569,7 @@ pub fn normalize(
         (None, Some(l)) => Some(l.clone()),
         (None, None) => None,
     });
-    let lead = Lead {
+    let mut lead = Lead {
         email,
         name,
         first_name,
@@ -587,19 +592,51 @@ pub fn normalize(
         page_url,
         custom,
     };
+    // The fingerprint covers what the client sent: a consent time the server filled in is left out, so
+    // a retry of the same form a second later is the same submission.
+    if consent_at_derived && let Some(c) = &mut lead.consent {
+        c.at = None;
+    }
+    let fingerprint = client_fingerprint(&lead, endpoint_source);
+    if consent_at_derived && let Some(c) = &mut lead.consent {
+        c.at = Some(received_at);
+    }
     Ok(Submission::Lead {
         lead: Box::new(lead),
         redirect: controls.redirect,
+        fingerprint,
     })
 }
 
+/// A hash of a lead as the client sent it (no server-derived values) and the path it was posted to.
+///
+/// Two submissions with the same fingerprint carry the same lead; it decides whether a request reusing
+/// an `Idempotency-Key` is a replay (same fingerprint) or a different lead (`422`), and which requests
+/// without a key are duplicates.
+pub fn client_fingerprint(sent: &Lead, endpoint: Option<&str>) -> String {
+    let json = serde_json::to_string(sent).unwrap_or_default();
+    crate::idempotency::key_of(
+        "fluxo.lead.client-content.v2",
+        &[endpoint.unwrap_or(""), &json],
+    )
+}
+
+/// The de-duplication key of a request without an `Idempotency-Key`: its client fingerprint.
+///
+/// Requests with the same key inside the de-duplication window (which starts at the first of them) are
+/// one submission; any difference in what the client sent makes another key.
+pub fn content_dedup_key(fingerprint: &str) -> String {
+    crate::idempotency::key_of("fluxo.request.content.v2", &[fingerprint])
+}
+
 /// Builds the consent record from a flag (`consent=yes`), its companions (`consent_at`,
-/// `consent_text`) or an object (`{"granted": true, "at": "...", "text": "..."}`).
+/// `consent_text`) or an object (`{"granted": true, "at": "...", "text": "..."}`). The flag says whether
+/// the time was filled in with `received_at` because the client sent none.
 fn consent_of(
     collected: &Collected,
     received_at: DateTime<Utc>,
     problems: &mut Vec<FieldProblem>,
-) -> Option<Consent> {
+) -> Option<(Consent, bool)> {
     let mut flag = collected.consent_flag.clone();
     let mut at_text = collected.get(Canon::ConsentAt).map(str::to_string);
     let mut text = collected.get(Canon::ConsentText).map(str::to_string);
@@ -656,6 +693,7 @@ fn consent_of(
             "is longer than 2000 characters",
         ));
     }
+    let derived = at_text.is_none();
     let at = match at_text {
         None => Some(received_at),
         Some(t) => match parse_time(&t) {
@@ -669,7 +707,7 @@ fn consent_of(
             }
         },
     };
-    Some(Consent { granted, at, text })
+    Some((Consent { granted, at, text }, derived))
 }
 
 #[cfg(test)]
@@ -1075,6 +1113,67 @@ mod tests {
                 "page_url",
                 "must be an http or https URL"
             )]
+        );
+    }
+
+    fn fingerprint_at(fields: &RawFields, endpoint: Option<&str>, at: DateTime<Utc>) -> String {
+        match normalize(fields, endpoint, at, &IntakeSettings::default()).unwrap() {
+            Submission::Lead { fingerprint, .. } => fingerprint,
+            Submission::Spam { .. } => panic!("unexpected spam"),
+        }
+    }
+
+    #[test]
+    fn a_consent_time_filled_in_by_the_server_is_not_part_of_the_fingerprint() {
+        let fields = text(&[("email", "a@exemplo.com"), ("consent", "yes")]);
+        let later = now() + chrono::Duration::milliseconds(1500);
+        assert_eq!(
+            fingerprint_at(&fields, None, now()),
+            fingerprint_at(&fields, None, later)
+        );
+        // The lead itself still records when consent was received.
+        let lead = lead_of(normalize(&fields, None, later, &IntakeSettings::default()).unwrap());
+        assert_eq!(lead.consent.unwrap().at, Some(later));
+    }
+
+    #[test]
+    fn a_consent_time_the_client_sent_is_part_of_the_fingerprint() {
+        let at = |t: &str| {
+            fingerprint_at(
+                &text(&[
+                    ("email", "a@exemplo.com"),
+                    ("consent", "yes"),
+                    ("consent_at", t),
+                ]),
+                None,
+                now(),
+            )
+        };
+        assert_ne!(at("2026-01-02T03:04:05Z"), at("2026-01-02T03:04:06Z"));
+    }
+
+    #[test]
+    fn any_difference_in_what_the_client_sent_changes_the_fingerprint() {
+        let base = [("email", "a@exemplo.com"), ("interesse", "Software A")];
+        let print = |extra: &[(&str, &str)], endpoint: Option<&str>| {
+            let mut fields = text(&base);
+            fields.extend(text(extra));
+            fingerprint_at(&fields, endpoint, now())
+        };
+        let first = print(&[], None);
+        assert_eq!(first, print(&[], None));
+        assert_ne!(first, print(&[("telefone", "+5511987654321")], None));
+        assert_ne!(first, print(&[("cargo", "CTO")], None));
+        assert_ne!(first, print(&[], Some("landing")));
+        let other_interest = fingerprint_at(
+            &text(&[("email", "a@exemplo.com"), ("interesse", "Software B")]),
+            None,
+            now(),
+        );
+        assert_ne!(first, other_interest);
+        assert_ne!(
+            content_dedup_key(&first),
+            content_dedup_key(&other_interest)
         );
     }
 }
