@@ -565,8 +565,14 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
         .with_priority(1)
         .mount(&hubspot)
         .await;
-    let results: Vec<Value> = (0..3)
-        .map(|n| json!({"id": format!("50{n}"), "new": true, "properties": {"email": format!("hs{n}@exemplo.com")}}))
+    let leads: Vec<LeadEnvelope> = (0..3)
+        .map(|n| envelope(&format!("hs{n}@exemplo.com"), None).unwrap())
+        .collect();
+    // The documented result schema: each result carries its input's objectWriteTraceId (the lead id).
+    let results: Vec<Value> = leads
+        .iter()
+        .enumerate()
+        .map(|(n, l)| json!({"id": format!("50{n}"), "new": true, "objectWriteTraceId": l.lead_id.as_str(), "properties": {"email": format!("hs{n}@exemplo.com")}}))
         .collect();
     Mock::given(method("POST"))
         .and(path("/crm/v3/objects/contacts/batch/upsert"))
@@ -598,9 +604,6 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
         lease: Duration::from_secs(60),
         config_version: "it".into(),
     };
-    let leads: Vec<LeadEnvelope> = (0..3)
-        .map(|n| envelope(&format!("hs{n}@exemplo.com"), None).unwrap())
-        .collect();
     let records: Vec<Value> = leads
         .iter()
         .enumerate()
@@ -620,6 +623,10 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
     let body: Value = serde_json::from_slice(&requests[1].body).unwrap();
     assert_eq!(body["inputs"].as_array().unwrap().len(), 3);
     assert_eq!(body["inputs"][0]["idProperty"], "email");
+    assert_eq!(
+        body["inputs"][0]["objectWriteTraceId"],
+        leads[0].lead_id.as_str()
+    );
     for (n, lead) in leads.iter().enumerate() {
         let record = profiles
             .crm_record(&lead.lead.email.sha256_hex())
@@ -939,8 +946,9 @@ async fn a_daily_limit_429_hands_the_batch_back_to_sqs_without_retrying() {
         1,
         "no retry, and no call while the daily limit holds"
     );
+    // Retrying would sleep 4 x 1.5 s.
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(5),
         "no backoff sleep: {:?}",
         started.elapsed()
     );

@@ -529,7 +529,7 @@ mod tests {
             l.utm.source = Some("s".repeat(200));
             l.utm.campaign = Some("c".repeat(200));
             l.consent = Some(Consent {
-                granted: n % 2 == 0,
+                granted: n.is_multiple_of(2),
                 at: Some(at(n as i64)),
                 text: Some("t".repeat(2000)),
             });
@@ -544,7 +544,7 @@ mod tests {
         let mut profile = Profile::new(&hostile(1), at(1));
         for n in 2..=1_000u128 {
             assert_eq!(profile.merge(&hostile(n), at(n as i64)), Merge::Added);
-            if n % 50 == 0 {
+            if n.is_multiple_of(50) {
                 let size = serde_json::to_vec(&profile).unwrap().len();
                 assert!(
                     size <= MAX_PROFILE_BYTES,
