@@ -5,7 +5,9 @@
 //! [`send_with_retry`] to send. Responses are sorted by a classifier into success, retryable or permanent.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use crate::error::{ErrorClass, Retryable};
 
@@ -143,12 +145,15 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `Retry-After` header in seconds (the HTTP-date form is ignored).
+    /// The `Retry-After` header: delay-seconds or an HTTP-date, read against the wall clock.
     pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_at(SystemTime::now())
+    }
+
+    /// The `Retry-After` header as of `now`. See [`parse_retry_after`].
+    pub fn retry_after_at(&self, now: SystemTime) -> Option<Duration> {
         self.header("retry-after")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .and_then(|v| parse_retry_after(v, now))
     }
 
     /// The default classification: 2xx success, 408/429/5xx retryable (honouring `Retry-After`),
@@ -190,6 +195,86 @@ impl Reply {
         format!("HTTP {}: {}", self.status, body.trim())
     }
 }
+
+/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date taken relative to `now`
+/// (a date in the past means "now"). Never panics: a negative, non-finite or absurdly large number of
+/// seconds (`1e20`) gives `None`, and the caller's own backoff applies; callers cap the wait anyway.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        // `Duration::from_secs_f64` panics on values past u64::MAX seconds; this form does not.
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The time by which a connector must stop starting new work: the function's deadline less a margin.
+///
+/// `Deadline::none()` never passes (unit tests, tools). Built on tokio's clock, so paused-time tests
+/// can drive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline.
+    pub fn none() -> Self {
+        Deadline(None)
+    }
+
+    /// A deadline at `at`.
+    pub fn at(at: Instant) -> Self {
+        Deadline(Some(at))
+    }
+
+    /// A deadline `after` from now.
+    pub fn after(after: Duration) -> Self {
+        Deadline(Instant::now().checked_add(after))
+    }
+
+    /// Lambda's deadline (milliseconds since the Unix epoch, from the invocation context) less `margin`.
+    /// A deadline already past, or one that cannot be read, gives a deadline of now: no new work starts.
+    pub fn from_epoch_millis(deadline_ms: u64, margin: Duration, now: SystemTime) -> Self {
+        let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+        let left = deadline
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(margin);
+        Deadline::after(left)
+    }
+
+    /// The instant, if any.
+    pub fn instant(&self) -> Option<Instant> {
+        self.0
+    }
+
+    /// Time left; `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the deadline has come: no new work may start.
+    pub fn passed(&self) -> bool {
+        self.0.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Whether work that takes `needs` would still end before the deadline.
+    pub fn allows(&self, needs: Duration) -> bool {
+        self.remaining().is_none_or(|left| left > needs)
+    }
+
+    /// A deadline `by` earlier (leaves time for work that must follow).
+    pub fn earlier(&self, by: Duration) -> Self {
+        Deadline(
+            self.0
+                .map(|at| at.checked_sub(by).unwrap_or_else(Instant::now)),
+        )
+    }
+}
+
+/// The reason recorded when a connector stops at the deadline.
+pub const DEADLINE_REASON: &str = "stopped at the function's deadline; SQS redelivers the message";
 
 /// Sends a request and reads the whole reply. A transport error or timeout is returned as retryable.
 pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
@@ -235,14 +320,34 @@ enum AttemptFailure {
 }
 
 /// Runs `attempt` until it succeeds, fails permanently, or `policy.max_attempts` is reached.
+/// The same as [`send_with_retry_until`] without a deadline.
+pub async fn send_with_retry<T, F, Fut>(
+    vendor: &'static str,
+    policy: &RetryPolicy,
+    attempt: F,
+) -> Result<T, ConnectorError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Outcome<T>>,
+{
+    send_with_retry_until(vendor, policy, Deadline::none(), attempt).await
+}
+
+/// Runs `attempt` until it succeeds, fails permanently, `policy.max_attempts` is reached, or the
+/// deadline comes.
+///
+/// No attempt starts once `deadline` has passed, no backoff sleeps past it, and an attempt still running
+/// at the deadline is abandoned (retryable: an upsert is safe to send again). Stopping at the deadline
+/// gives [`ConnectorError::Exhausted`], so the message goes back to SQS.
 ///
 /// `attempt` builds and sends one request and classifies the reply; it gets the 0-based attempt
 /// number. Transport errors should be returned as [`Outcome::Retryable`]. Between attempts, `backon`
 /// sleeps with exponential backoff and jitter, or for the vendor's hint when it gave one, never longer
 /// than `policy.max_delay`.
-pub async fn send_with_retry<T, F, Fut>(
+pub async fn send_with_retry_until<T, F, Fut>(
     vendor: &'static str,
     policy: &RetryPolicy,
+    deadline: Deadline,
     mut attempt: F,
 ) -> Result<T, ConnectorError>
 where
@@ -258,13 +363,32 @@ where
         .with_max_delay(max_delay)
         .with_max_times(usize::try_from(attempts - 1).unwrap_or(0))
         .with_jitter();
+    if deadline.passed() {
+        return Err(ConnectorError::Exhausted {
+            vendor,
+            attempts: 0,
+            reason: DEADLINE_REASON.to_string(),
+        });
+    }
+    let stopped_at_deadline = std::sync::atomic::AtomicBool::new(false);
+    let stopped = &stopped_at_deadline;
     let mut n = 0u32;
     let op = || {
         let current = n;
         n += 1;
         let fut = attempt(current);
         async move {
-            match fut.await {
+            let outcome =
+                match deadline.instant() {
+                    Some(at) => tokio::time::timeout_at(at, fut).await.unwrap_or_else(|_| {
+                        Outcome::Retryable {
+                            reason: DEADLINE_REASON.to_string(),
+                            retry_after: None,
+                        }
+                    }),
+                    None => fut.await,
+                };
+            match outcome {
                 Outcome::Success(value) => Ok(value),
                 Outcome::Permanent { reason } => Err(AttemptFailure::Permanent(reason)),
                 Outcome::Retryable {
@@ -281,9 +405,21 @@ where
         .retry(backoff)
         .sleep(tokio::time::sleep)
         .when(|e| matches!(e, AttemptFailure::Retry { .. }))
-        .adjust(move |e, delay| match e {
-            AttemptFailure::Retry { hint: Some(hint), .. } => delay.map(|_| (*hint).min(max_delay)),
-            _ => delay,
+        .adjust(move |e, delay| {
+            let delay = match e {
+                AttemptFailure::Retry { hint: Some(hint), .. } => {
+                    delay.map(|_| (*hint).min(max_delay))
+                }
+                _ => delay,
+            };
+            // Neither sleep nor start another attempt past the deadline: SQS redelivers instead.
+            match delay {
+                Some(d) if !deadline.allows(d) => {
+                    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    None
+                }
+                other => other,
+            }
         })
         .notify(|e, delay| {
             if let AttemptFailure::Retry { reason, .. } = e {
@@ -295,8 +431,14 @@ where
         AttemptFailure::Permanent(reason) => ConnectorError::Permanent { vendor, reason },
         AttemptFailure::Retry { reason, .. } => ConnectorError::Exhausted {
             vendor,
-            attempts,
-            reason,
+            attempts: n.min(attempts),
+            reason: if stopped_at_deadline.load(std::sync::atomic::Ordering::Relaxed)
+                && !reason.contains(DEADLINE_REASON)
+            {
+                format!("{reason}; {DEADLINE_REASON}")
+            } else {
+                reason
+            },
         },
     })
 }
@@ -345,6 +487,165 @@ mod tests {
                 retry_after: Some(Duration::from_secs(2))
             }
         );
+    }
+
+    #[test]
+    fn absurd_retry_after_values_do_not_panic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        for value in [
+            "1e20",
+            "1e300",
+            "-1",
+            "-0.5",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e",
+            "",
+            "  ",
+            "abc",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ] {
+            let r = reply(429, &[("Retry-After", value)]);
+            assert_eq!(r.retry_after_at(now), None, "Retry-After: {value}");
+            assert!(
+                matches!(
+                    r.default_outcome(),
+                    Outcome::Retryable {
+                        retry_after: None,
+                        ..
+                    }
+                ),
+                "Retry-After: {value}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_the_time_until_that_date() {
+        // 2025-11-24T16:00:00Z is 1_764_000_000.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let r = reply(503, &[("Retry-After", "Mon, 24 Nov 2025 16:00:30 GMT")]);
+        assert_eq!(r.retry_after_at(now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after("Mon, 24 Nov 2025 15:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).map(|d| d.as_secs() > 0),
+            Some(true),
+            "a far-future date is a long wait, capped by the caller, not a panic"
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 99 Foo 2025 25:00:00 GMT", now),
+            None
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_is_capped_by_the_policy() {
+        let p = RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(2),
+        };
+        let hint = reply(429, &[("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT")]).retry_after();
+        let started = tokio::time::Instant::now();
+        let result = send_with_retry("test", &p, |n| async move {
+            if n == 0 {
+                Outcome::Retryable {
+                    reason: "429".into(),
+                    retry_after: hint,
+                }
+            } else {
+                Outcome::Success(())
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(started.elapsed().as_secs(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_attempt_starts_or_sleeps_past_the_deadline() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(5),
+        };
+        let deadline = Deadline::after(Duration::from_secs(3));
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let result: Result<(), _> = send_with_retry_until("test", &p, deadline, |_| {
+            calls += 1;
+            async {
+                Outcome::Retryable {
+                    reason: "down".into(),
+                    retry_after: Some(Duration::from_secs(2)),
+                }
+            }
+        })
+        .await;
+        assert!(
+            started.elapsed() <= Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(calls < 10, "{calls} attempts");
+        let err = result.unwrap_err();
+        assert!(err.is_retryable());
+        assert!(err.reason().contains("deadline"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_still_running_at_the_deadline_is_abandoned_as_retryable() {
+        let p = RetryPolicy::default();
+        let deadline = Deadline::after(Duration::from_secs(1));
+        let started = tokio::time::Instant::now();
+        let result: Result<(), _> = send_with_retry_until("test", &p, deadline, |_| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Outcome::Success(())
+        })
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(result.unwrap_err().is_retryable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_sent_once_the_deadline_has_passed() {
+        let deadline = Deadline::after(Duration::ZERO);
+        let mut calls = 0;
+        let result: Result<(), _> =
+            send_with_retry_until("test", &RetryPolicy::default(), deadline, |_| {
+                calls += 1;
+                async { Outcome::Success(()) }
+            })
+            .await;
+        assert_eq!(calls, 0);
+        assert!(result.unwrap_err().is_retryable());
+    }
+
+    #[test]
+    fn lambdas_deadline_less_the_margin_is_the_deadline() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let in_30s = 1_764_000_030_000;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let d = Deadline::from_epoch_millis(in_30s, Duration::from_secs(3), now);
+            assert_eq!(d.remaining(), Some(Duration::from_secs(27)));
+            let past = Deadline::from_epoch_millis(1_000, Duration::from_secs(3), now);
+            assert!(past.passed());
+        });
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,16 +13,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use fluxo::adapters::profiles::DynamoProfiles;
 use fluxo::adapters::sqs::SqsQueue;
 use fluxo::config::load_str;
-use fluxo::connector::Secret;
+use fluxo::connector::{Deadline, Secret};
 use fluxo::crm::Crm;
 use fluxo::domain::{Email, Lead, LeadId};
 use fluxo::envelope::LeadEnvelope;
 use fluxo::ports::SystemClock;
+use fluxo::routing::profile::{MAX_CRM_FAILURES, MAX_CUSTOM_FIELDS};
 use fluxo::routing::{AudienceAction, CrmRecord, EmailAction, RuleSet};
 use lead_router::{LiveRouter, Router, SqsBatchResponse, SqsEvent};
 use serde_json::{Value, json};
-use wiremock::matchers::{body_partial_json, header, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::matchers::{body_partial_json, body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use xtask::stack::StackInfo;
 
 use crate::support;
@@ -564,8 +565,14 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
         .with_priority(1)
         .mount(&hubspot)
         .await;
-    let results: Vec<Value> = (0..3)
-        .map(|n| json!({"id": format!("50{n}"), "new": true, "properties": {"email": format!("hs{n}@exemplo.com")}}))
+    let leads: Vec<LeadEnvelope> = (0..3)
+        .map(|n| envelope(&format!("hs{n}@exemplo.com"), None).unwrap())
+        .collect();
+    // The documented result schema: each result carries its input's objectWriteTraceId (the lead id).
+    let results: Vec<Value> = leads
+        .iter()
+        .enumerate()
+        .map(|(n, l)| json!({"id": format!("50{n}"), "new": true, "objectWriteTraceId": l.lead_id.as_str(), "properties": {"email": format!("hs{n}@exemplo.com")}}))
         .collect();
     Mock::given(method("POST"))
         .and(path("/crm/v3/objects/contacts/batch/upsert"))
@@ -597,9 +604,6 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
         lease: Duration::from_secs(60),
         config_version: "it".into(),
     };
-    let leads: Vec<LeadEnvelope> = (0..3)
-        .map(|n| envelope(&format!("hs{n}@exemplo.com"), None).unwrap())
-        .collect();
     let records: Vec<Value> = leads
         .iter()
         .enumerate()
@@ -619,6 +623,10 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
     let body: Value = serde_json::from_slice(&requests[1].body).unwrap();
     assert_eq!(body["inputs"].as_array().unwrap().len(), 3);
     assert_eq!(body["inputs"][0]["idProperty"], "email");
+    assert_eq!(
+        body["inputs"][0]["objectWriteTraceId"],
+        leads[0].lead_id.as_str()
+    );
     for (n, lead) in leads.iter().enumerate() {
         let record = profiles
             .crm_record(&lead.lead.email.sha256_hex())
@@ -628,4 +636,542 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
         assert_eq!(record.state, "done");
         assert_eq!(record.contact_id, Some(format!("50{n}")));
     }
+}
+
+// ------------------------------------------------------------------ HubSpot batch upsert (issue 7, item 6)
+
+/// Answers `POST /crm/v3/objects/contacts/batch/upsert` as HubSpot documents it, and checks the request
+/// shape on the way: a batch naming one record twice, or holding an input whose email contains
+/// `invalid`, is refused whole with a 400; otherwise a 200 (or a 207 when `multi_status`) whose results
+/// carry each input's `objectWriteTraceId` but, unlike the request, no echoed email, in reverse order.
+struct HubSpotEmulator {
+    multi_status_reject: Option<&'static str>,
+}
+
+impl Respond for HubSpotEmulator {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"status": "error", "message": "Invalid input JSON"}));
+        };
+        let inputs = body["inputs"].as_array().cloned().unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        for input in &inputs {
+            // The documented input shape; a violation is an unmistakable 422 the tests would see.
+            let email = input["id"].as_str().unwrap_or_default();
+            if input["idProperty"] != "email"
+                || input["properties"]["email"] != email
+                || input["objectWriteTraceId"]
+                    .as_str()
+                    .is_none_or(str::is_empty)
+            {
+                return ResponseTemplate::new(422)
+                    .set_body_json(json!({"status": "error", "message": "shape"}));
+            }
+            if !seen.insert(email.to_string()) {
+                return ResponseTemplate::new(400).set_body_json(json!({
+                    "status": "error", "category": "VALIDATION_ERROR",
+                    "message": "Duplicate IDs found in batch input: [".to_string() + email + "]. IDs must be unique"}));
+            }
+            if email.contains("invalid") {
+                return ResponseTemplate::new(400).set_body_json(json!({
+                    "status": "error", "category": "VALIDATION_ERROR",
+                    "message": "Property values were not valid: [{\"isValid\":false,\"message\":\"Email address is invalid\"}]"}));
+            }
+        }
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for input in inputs.iter().rev() {
+            let trace = input["objectWriteTraceId"].clone();
+            let email = input["id"].as_str().unwrap_or_default();
+            if self.multi_status_reject.is_some_and(|r| email.contains(r)) {
+                errors.push(json!({"status": "error", "category": "VALIDATION_ERROR",
+                    "message": "Property \"company\" is read-only", "context": {"objectWriteTraceId": [trace]}}));
+            } else {
+                results.push(
+                    json!({"id": format!("hs-{}", email.split('@').next().unwrap_or_default()),
+                    "new": true, "objectWriteTraceId": trace, "properties": {"hs_object_id": "1"}}),
+                );
+            }
+        }
+        if errors.is_empty() {
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "COMPLETE", "results": results}))
+        } else {
+            ResponseTemplate::new(207).set_body_json(json!({"status": "COMPLETE", "results": results, "numErrors": errors.len(), "errors": errors}))
+        }
+    }
+}
+
+/// Quick in-invocation retries.
+const QUICK: &str = "base_delay_ms = 20";
+
+/// A router on an isolated stack whose CRM is HubSpot at `base_url`; `extra_crm` adds `[lead_router.crm]` keys.
+async fn hubspot_router(
+    test: &str,
+    base_url: &str,
+    extra_crm: &str,
+) -> (SdkConfig, StackInfo, LiveRouter) {
+    let (sdk, stack) = support::isolated_stack(test).await;
+    let article = include_str!("../../config/fluxo.toml");
+    let rules = &article[..article.find("[lead_router.crm]").unwrap()];
+    let text = format!(
+        "{rules}\n[lead_router.crm]\nconnector = \"hubspot\"\ndry_run = false\n{extra_crm}\n[lead_router.crm.hubspot]\nbase_url = \"{base_url}\"\ntoken = {{ env = \"UNUSED\" }}\n"
+    );
+    let config = load_str("hubspot.toml", &text).unwrap().config.lead_router;
+    let profiles = DynamoProfiles::from_sdk_config(&sdk, stack.table("LeadsTable").unwrap());
+    let router = Router {
+        profiles: profiles.clone(),
+        ledger: profiles,
+        crm: Crm::from_config(&config.crm, Some(Secret::new(TOKEN)), 10).unwrap(),
+        email_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("EmailQueue").unwrap().url),
+        audience_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("AudienceQueue").unwrap().url),
+        clock: SystemClock,
+        rules: RuleSet::compile(&config).unwrap(),
+        concurrency: 10,
+        lease: Duration::from_secs(60),
+        config_version: "it".into(),
+    };
+    (sdk, stack, router)
+}
+
+fn sqs_event(leads: &[LeadEnvelope]) -> SqsEvent {
+    let records: Vec<Value> = leads
+        .iter()
+        .enumerate()
+        .map(|(n, l)| json!({"messageId": format!("m{n}"), "body": l.to_json().unwrap()}))
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn failed(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+async fn upsert_bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+async fn mount_emulator(server: &MockServer, multi_status_reject: Option<&'static str>) {
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(header("content-type", "application/json"))
+        .respond_with(HubSpotEmulator {
+            multi_status_reject,
+        })
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn two_leads_of_one_person_in_a_batch_reach_hubspot_as_one_input() {
+    let hubspot = MockServer::start().await;
+    mount_emulator(&hubspot, None).await;
+    let (_sdk, _stack, router) = hubspot_router("lr-hs-dup", &hubspot.uri(), QUICK).await;
+    let first = envelope("twice@exemplo.com", None).unwrap();
+    let mut second = envelope("twice@exemplo.com", Some("Software A")).unwrap();
+    second.lead.company = Some("Empresa Y".into());
+    let other = envelope("once@exemplo.com", None).unwrap();
+
+    let response = router
+        .handle(sqs_event(&[first.clone(), other.clone(), second.clone()]))
+        .await;
+
+    assert!(failed(&response).is_empty(), "{:?}", failed(&response));
+    let bodies = upsert_bodies(&hubspot).await;
+    assert_eq!(bodies.len(), 1, "one call for the batch");
+    let inputs = bodies[0]["inputs"].as_array().unwrap();
+    let ids: Vec<&str> = inputs.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["twice@exemplo.com", "once@exemplo.com"]);
+    assert_eq!(
+        inputs[0]["properties"]["company"], "Empresa Y",
+        "the latest values win"
+    );
+    let record = router
+        .profiles
+        .crm_record(&first.lead.email.sha256_hex())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, "done");
+    assert_eq!(record.contact_id.as_deref(), Some("hs-twice"));
+    let record = router
+        .profiles
+        .crm_record(&other.lead.email.sha256_hex())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.contact_id.as_deref(), Some("hs-once"));
+}
+
+#[tokio::test]
+async fn one_invalid_input_fails_alone_and_the_rest_of_the_hubspot_batch_goes_through() {
+    let hubspot = MockServer::start().await;
+    mount_emulator(&hubspot, None).await;
+    let (_sdk, _stack, router) = hubspot_router("lr-hs-bisect", &hubspot.uri(), QUICK).await;
+    let leads: Vec<LeadEnvelope> = ["a", "b", "invalid", "d", "e", "f", "g"]
+        .iter()
+        .map(|n| envelope(&format!("{n}@exemplo.com"), None).unwrap())
+        .collect();
+
+    let response = router.handle(sqs_event(&leads)).await;
+
+    assert!(
+        failed(&response).is_empty(),
+        "a permanent failure is not retried and the others succeeded: {:?}",
+        failed(&response)
+    );
+    for lead in &leads {
+        let record = router
+            .profiles
+            .crm_record(&lead.lead.email.sha256_hex())
+            .await
+            .unwrap()
+            .unwrap();
+        if lead.lead.email.as_str().starts_with("invalid") {
+            assert_eq!(record.state, "permanent_failure");
+            assert!(
+                record
+                    .reason
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("Email address is invalid"),
+                "{record:?}"
+            );
+        } else {
+            assert_eq!(record.state, "done", "{record:?}");
+            let name = lead.lead.email.as_str().split('@').next().unwrap();
+            assert_eq!(record.contact_id, Some(format!("hs-{name}")));
+        }
+    }
+    let bodies = upsert_bodies(&hubspot).await;
+    assert!(
+        bodies.len() > 1 && bodies.len() <= 2 * leads.len(),
+        "{} calls",
+        bodies.len()
+    );
+    let alone: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["inputs"].as_array().unwrap().len() == 1)
+        .collect();
+    assert!(
+        alone
+            .iter()
+            .any(|b| b["inputs"][0]["id"] == "invalid@exemplo.com"),
+        "the bad input was isolated"
+    );
+}
+
+#[tokio::test]
+async fn multi_status_results_are_matched_by_trace_id_without_echoed_properties() {
+    let hubspot = MockServer::start().await;
+    mount_emulator(&hubspot, Some("readonly")).await;
+    let (_sdk, _stack, router) = hubspot_router("lr-hs-207", &hubspot.uri(), QUICK).await;
+    let leads: Vec<LeadEnvelope> = ["ana", "readonly", "bia"]
+        .iter()
+        .map(|n| envelope(&format!("{n}@exemplo.com"), None).unwrap())
+        .collect();
+
+    let response = router.handle(sqs_event(&leads)).await;
+
+    assert!(failed(&response).is_empty());
+    assert_eq!(upsert_bodies(&hubspot).await.len(), 1);
+    let state = |n: usize| {
+        let router = &router;
+        let email = leads[n].lead.email.sha256_hex();
+        async move { router.profiles.crm_record(&email).await.unwrap().unwrap() }
+    };
+    assert_eq!(state(0).await.contact_id.as_deref(), Some("hs-ana"));
+    assert_eq!(state(2).await.contact_id.as_deref(), Some("hs-bia"));
+    let rejected = state(1).await;
+    assert_eq!(rejected.state, "permanent_failure");
+    assert!(
+        rejected
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("read-only"),
+        "{rejected:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_daily_limit_429_hands_the_batch_back_to_sqs_without_retrying() {
+    let hubspot = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("X-HubSpot-RateLimit-Daily-Remaining", "0")
+                .set_body_json(
+                    json!({"status": "error", "message": "You have reached your daily limit.",
+                    "errorType": "RATE_LIMIT", "correlationId": "c-1", "policyName": "DAILY"}),
+                ),
+        )
+        .mount(&hubspot)
+        .await;
+    let (_sdk, _stack, router) = hubspot_router(
+        "lr-hs-daily",
+        &hubspot.uri(),
+        "max_attempts = 5\ntimeout_ms = 2000\nbase_delay_ms = 1500\nmax_delay_ms = 1500",
+    )
+    .await;
+    let leads: Vec<LeadEnvelope> = (0..3)
+        .map(|n| envelope(&format!("daily{n}@exemplo.com"), None).unwrap())
+        .collect();
+
+    let started = Instant::now();
+    let response = router.handle(sqs_event(&leads)).await;
+    let again = router.handle(sqs_event(&leads)).await;
+
+    assert_eq!(
+        failed(&response),
+        ["m0", "m1", "m2"],
+        "every lead goes back to SQS"
+    );
+    assert_eq!(failed(&again), ["m0", "m1", "m2"]);
+    assert_eq!(
+        hubspot.received_requests().await.unwrap().len(),
+        1,
+        "no retry, and no call while the daily limit holds"
+    );
+    // Retrying would sleep 4 x 1.5 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no backoff sleep: {:?}",
+        started.elapsed()
+    );
+    let record = router
+        .profiles
+        .crm_record(&leads[0].lead.email.sha256_hex())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, "retryable_failure");
+    assert!(
+        record.reason.as_deref().unwrap_or("").contains("daily"),
+        "{record:?}"
+    );
+}
+
+// ------------------------------------------------------------------ deadline and Retry-After (items 8, 9)
+
+#[tokio::test]
+async fn a_slow_failing_crm_is_abandoned_at_the_deadline_and_the_message_handed_back() {
+    let h = Harness::new("lr-deadline").await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(1500)))
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("slow@exemplo.com", Some("Software A")).unwrap();
+    h.enqueue(&lead).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&h.sdk);
+    let out = sqs
+        .receive_message()
+        .queue_url(h.queue_url("LeadsQueue").unwrap())
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let records: Vec<Value> = out
+        .messages()
+        .iter()
+        .map(|m| json!({"messageId": m.message_id(), "body": m.body()}))
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+
+    // CRM calls may run until 2 s from now (the router keeps CRM_RESERVE for what follows).
+    let deadline = Deadline::after(Duration::from_secs(2) + fluxo::config::router::CRM_RESERVE);
+    let started = Instant::now();
+    let response = h.router.handle_until(event, deadline).await;
+
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(3_500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        h.crm_requests().await.len(),
+        2,
+        "no attempt starts past the deadline (3 allowed)"
+    );
+    let record = h.crm_record(&lead.lead.email).await.unwrap();
+    assert_eq!(record.state, "retryable_failure");
+    assert!(
+        record.reason.as_deref().unwrap_or("").contains("deadline"),
+        "{record:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_neither_crashes_nor_stalls_the_batch() {
+    let h = Harness::new("lr-retry-after").await.unwrap();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1e20"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        )
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&h.crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(created())
+        .with_priority(3)
+        .mount(&h.crm)
+        .await;
+    let lead = envelope("later@exemplo.com", None).unwrap();
+    h.enqueue(&lead).await.unwrap();
+
+    let started = Instant::now();
+    let (response, _) = h.deliver().await.unwrap();
+
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.crm_requests().await.len(), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the far-future date waits max_delay_ms (2 s) at most"
+    );
+    assert_eq!(h.crm_record(&lead.lead.email).await.unwrap().state, "done");
+}
+
+// ------------------------------------------------------------------ bounded profiles (item 7)
+
+/// A hostile post for the victim's email, at the receiver's limits: 50 new custom fields of 1,000
+/// characters, long attribution, a consent answer with a 2,000-character text.
+fn hostile(email: &str, n: usize) -> LeadEnvelope {
+    let mut lead = envelope(email, None).unwrap();
+    lead.lead_id = LeadId::new(lead.received_at, 1_000_000 + n as u128);
+    lead.lead.company = Some(format!("hostile {n} {}", "x".repeat(180)));
+    lead.lead.page_url = Some(format!("https://evil.example/{}", "p".repeat(2000)));
+    lead.lead.gclid = Some("g".repeat(512));
+    lead.lead.utm.campaign = Some("c".repeat(200));
+    lead.lead.consent = Some(fluxo::domain::Consent {
+        granted: false,
+        at: None,
+        text: Some("t".repeat(2000)),
+    });
+    for k in 0..50 {
+        lead.lead
+            .custom
+            .insert(format!("h{n}_{k}"), "v".repeat(1000));
+    }
+    lead
+}
+
+#[tokio::test]
+async fn a_thousand_hostile_posts_leave_the_victims_next_genuine_lead_routed_normally() {
+    let mut h = Harness::new("lr-hostile").await.unwrap();
+    // The CRM refuses every hostile lead for good (each one a crm_failures entry on the old code) and
+    // takes the genuine one.
+    Mock::given(method("POST"))
+        .and(body_string_contains("Empresa Genuina"))
+        .respond_with(created())
+        .with_priority(1)
+        .mount(&h.crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_string(format!("invalid company {}", "e".repeat(2000))),
+        )
+        .with_priority(2)
+        .mount(&h.crm)
+        .await;
+    // One person's posts are merged one after the other, as they would be across batches.
+    h.router.concurrency = 1;
+    let victim = "victim@exemplo.com";
+    for chunk in (0..1_000).collect::<Vec<_>>().chunks(10) {
+        let leads: Vec<LeadEnvelope> = chunk.iter().map(|&n| hostile(victim, n)).collect();
+        let response = h.router.handle(sqs_event(&leads)).await;
+        assert!(
+            failed(&response).is_empty(),
+            "hostile batch {chunk:?}: {:?}",
+            failed(&response)
+        );
+    }
+
+    let mut genuine = envelope(victim, Some("Software A")).unwrap();
+    genuine.lead.company = Some("Empresa Genuina".into());
+    genuine.lead.custom.insert("cargo".into(), "CTO".into());
+    let response = h
+        .router
+        .handle(sqs_event(std::slice::from_ref(&genuine)))
+        .await;
+
+    assert!(
+        failed(&response).is_empty(),
+        "the genuine lead is routed: {:?}",
+        failed(&response)
+    );
+    let record = h.crm_record(&genuine.lead.email).await.unwrap();
+    assert_eq!(record.state, "done");
+    assert_eq!(record.lead_id, genuine.lead_id);
+    let item = h.profile_item(&genuine.lead.email).await.unwrap();
+    let size: usize = item
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) => s.len(),
+                    AttributeValue::L(l) => l
+                        .iter()
+                        .map(|x| x.as_s().map(String::len).unwrap_or(8))
+                        .sum(),
+                    _ => 8,
+                }
+        })
+        .sum();
+    assert!(size < 400 * 1024, "the profile item is {size} bytes");
+    assert_eq!(
+        item.get("segment")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str),
+        Some("interesse_software_a")
+    );
+    let failures = item
+        .get("crm_failures")
+        .and_then(|v| v.as_l().ok())
+        .unwrap();
+    assert_eq!(
+        failures.len(),
+        MAX_CRM_FAILURES,
+        "only the latest permanent failures are kept"
+    );
+    let profile: fluxo::routing::Profile =
+        serde_json::from_str(item.get("profile").unwrap().as_s().unwrap()).unwrap();
+    assert!(
+        profile
+            .fields
+            .keys()
+            .filter(|k| k.starts_with("custom."))
+            .count()
+            <= MAX_CUSTOM_FIELDS
+    );
+    assert_eq!(profile.field("custom.cargo"), Some("CTO"));
+    let emails = h.drained("EmailQueue").await.unwrap();
+    assert!(
+        emails
+            .iter()
+            .any(|b| EmailAction::from_json(b).is_ok_and(|e| e.lead_id == genuine.lead_id)),
+        "the genuine lead's enrollment was sent"
+    );
 }

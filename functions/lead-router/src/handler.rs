@@ -8,7 +8,8 @@
 //! 3. fan-out: claim each destination effect, send the email and audience messages with batched sends.
 //!
 //! Every effect is claimed in the ledger before it is performed and completed after, so a redelivery
-//! performs only what is left. A permanent CRM failure is recorded on the profile and the message is
+//! performs only what is left. No new work starts past the deadline (Lambda's, less a margin): messages
+//! not started or not finished by then are reported as batch item failures, and SQS redelivers them. A permanent CRM failure is recorded on the profile and the message is
 //! deleted; a retryable failure (after in-invocation retries) fails the message, so SQS redelivers it
 //! and finally moves it to the DLQ.
 
@@ -17,7 +18,8 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use fluxo::connector::ConnectorError;
+use fluxo::config::router::CRM_RESERVE;
+use fluxo::connector::{ConnectorError, DEADLINE_REASON, Deadline};
 use fluxo::crm::{CrmConnector, CrmContact};
 use fluxo::domain::LeadId;
 use fluxo::envelope::{EnvelopeError, LeadEnvelope};
@@ -73,6 +75,8 @@ pub enum StepError {
     Serialize(String),
     #[error("message has no body")]
     NoBody,
+    #[error("not finished before the function's deadline; SQS redelivers it")]
+    Deadline,
 }
 
 impl Retryable for StepError {
@@ -82,7 +86,9 @@ impl Retryable for StepError {
             StepError::Store(e) => e.class(),
             StepError::Queue(e) => e.class(),
             StepError::Crm(e) => e.class(),
-            StepError::Contention | StepError::Busy(_) => ErrorClass::Retryable,
+            StepError::Contention | StepError::Busy(_) | StepError::Deadline => {
+                ErrorClass::Retryable
+            }
             StepError::Serialize(_) | StepError::NoBody => ErrorClass::Permanent,
         }
     }
@@ -129,15 +135,23 @@ where
     Q: MessageQueue,
     K: Clock,
 {
-    /// Handles one SQS batch. The response lists only the messages SQS should redeliver.
+    /// Handles one SQS batch without a deadline (tests, tools). See [`Router::handle_until`].
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_until(event, Deadline::none()).await
+    }
+
+    /// Handles one SQS batch. The response lists only the messages SQS should redeliver.
+    ///
+    /// `deadline` is when new work must stop: Lambda's deadline less [`fluxo::config::router::DEADLINE_MARGIN`].
+    /// CRM calls stop [`CRM_RESERVE`] before it, to leave time to record their outcomes and fan out.
+    pub async fn handle_until(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
         let mut items = Vec::with_capacity(event.records.len());
         let mut prepares = Vec::with_capacity(event.records.len());
         for record in &event.records {
             let message_id = record.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("message", message_id = %message_id, lead_id = tracing::field::Empty);
             prepares.push(
-                self.prepare(record.body.as_deref())
+                self.prepare(record.body.as_deref(), deadline)
                     .instrument(span.clone()),
             );
             items.push(Item {
@@ -157,9 +171,9 @@ where
             }
         }
         if self.crm.enabled() {
-            self.upsert_crm(&mut items).await;
+            self.upsert_crm(&mut items, deadline).await;
         }
-        self.fan_out(&mut items).await;
+        self.fan_out(&mut items, deadline).await;
 
         let mut response = SqsBatchResponse::default();
         let mut routed = 0;
@@ -186,12 +200,18 @@ where
     }
 
     /// Phase 1: parse, merge into the profile with a conditional write, decide.
-    async fn prepare(&self, body: Option<&str>) -> Result<Routed, StepError> {
+    async fn prepare(&self, body: Option<&str>, deadline: Deadline) -> Result<Routed, StepError> {
+        if deadline.passed() {
+            return Err(StepError::Deadline);
+        }
         let body = body.ok_or(StepError::NoBody)?;
         let envelope = LeadEnvelope::from_json(body)?;
         Span::current().record("lead_id", envelope.lead_id.as_str());
         let key = envelope.lead.email.sha256_hex();
         for _ in 0..MAX_MERGE_ATTEMPTS {
+            if deadline.passed() {
+                return Err(StepError::Deadline);
+            }
             let now = self.clock.now();
             let (mut profile, expected, merge) = match self.profiles.load(&key).await? {
                 None => (Profile::new(&envelope, now), None, Merge::Added),
@@ -242,7 +262,12 @@ where
     }
 
     /// Phase 2: claim each lead's CRM effect, upsert the claimed ones together, record each outcome.
-    async fn upsert_crm(&self, items: &mut [Item]) {
+    async fn upsert_crm(&self, items: &mut [Item], deadline: Deadline) {
+        let crm_deadline = deadline.earlier(CRM_RESERVE);
+        if crm_deadline.passed() {
+            fail_unfinished(items);
+            return;
+        }
         let now = self.clock.now();
         let until = self.lease_until(now);
         let destination = format!("crm:{}", self.crm.name());
@@ -282,7 +307,25 @@ where
         if contacts.is_empty() {
             return;
         }
-        let results = self.crm.upsert(&contacts).await;
+        let upsert = self.crm.upsert(&contacts, crm_deadline);
+        // The connector stops at `crm_deadline`; this is the safety net should one not.
+        let results = match deadline.instant() {
+            Some(at) => tokio::time::timeout_at(at, upsert)
+                .await
+                .unwrap_or_else(|_| {
+                    contacts
+                        .iter()
+                        .map(|_| {
+                            Err(ConnectorError::Exhausted {
+                                vendor: "crm",
+                                attempts: 0,
+                                reason: DEADLINE_REASON.to_string(),
+                            })
+                        })
+                        .collect()
+                }),
+            None => upsert.await,
+        };
         let mut records = Vec::with_capacity(owners.len());
         for ((i, key), result) in owners.into_iter().zip(results) {
             let Some(r) = &items[i].routed else { continue };
@@ -348,7 +391,11 @@ where
     }
 
     /// Phase 3: claim each destination effect and send the messages in batches, per queue.
-    async fn fan_out(&self, items: &mut [Item]) {
+    async fn fan_out(&self, items: &mut [Item], deadline: Deadline) {
+        if deadline.passed() {
+            fail_unfinished(items);
+            return;
+        }
         let now = self.clock.now();
         let until = self.lease_until(now);
         let mut email = Vec::new();
@@ -478,6 +525,15 @@ where
     }
 }
 
+/// Fails, for redelivery, every routed message that has not failed yet: the deadline stopped its work.
+fn fail_unfinished(items: &mut [Item]) {
+    for item in items.iter_mut() {
+        if item.routed.is_some() && item.failure.is_none() {
+            item.fail(StepError::Deadline);
+        }
+    }
+}
+
 fn serialize_failed(item: &Item, e: &serde_json::Error) {
     item.span
         .in_scope(|| tracing::error!(error = %e, "fan-out message did not serialize"));
@@ -520,6 +576,8 @@ mod tests {
         calls: Mutex<Vec<Vec<CrmContact>>>,
         reject: Vec<&'static str>,
         down: Mutex<Vec<&'static str>>,
+        /// How long each call takes.
+        delay: Option<Duration>,
     }
 
     impl FakeCrm {
@@ -529,6 +587,7 @@ mod tests {
                 calls: Mutex::default(),
                 reject: vec![],
                 down: Mutex::default(),
+                delay: None,
             }
         }
         fn contacts(&self) -> usize {
@@ -546,8 +605,15 @@ mod tests {
         fn mapping(&self) -> &Mapping {
             &self.mapping
         }
-        async fn upsert(&self, contacts: &[CrmContact]) -> Vec<Result<CrmReceipt, ConnectorError>> {
+        async fn upsert(
+            &self,
+            contacts: &[CrmContact],
+            _deadline: Deadline,
+        ) -> Vec<Result<CrmReceipt, ConnectorError>> {
             self.calls.lock().unwrap().push(contacts.to_vec());
+            if let Some(delay) = self.delay {
+                tokio::time::sleep(delay).await;
+            }
             let down = self.down.lock().unwrap().clone();
             contacts
                 .iter()
@@ -782,6 +848,59 @@ mod tests {
         let response = r.handle(event(&[("a", a), ("b", b.clone())])).await;
         assert_eq!(failed_ids(&response), vec!["b"]);
         assert_eq!(r.email_queue.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn messages_not_started_before_the_deadline_are_handed_back_untouched() {
+        let r = router(FakeCrm::new());
+        let a = joao(1);
+        let b = lead("b@exemplo.com", 2);
+        let response = r
+            .handle_until(
+                event(&[("a", a.to_json().unwrap()), ("b", b.to_json().unwrap())]),
+                Deadline::after(Duration::ZERO),
+            )
+            .await;
+        assert_eq!(failed_ids(&response), vec!["a", "b"]);
+        assert_eq!(r.crm.contacts(), 0);
+        assert!(r.profiles.get(&a.lead.email.sha256_hex()).is_none());
+        assert!(r.email_queue.sent().is_empty());
+        assert!(r.audience_queue.sent().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crm_call_running_into_the_deadline_is_abandoned_and_the_batch_handed_back() {
+        let mut crm = FakeCrm::new();
+        crm.delay = Some(Duration::from_secs(60));
+        let r = router(crm);
+        let body = joao(1).to_json().unwrap();
+        let started = tokio::time::Instant::now();
+        let response = r
+            .handle_until(
+                event(&[("m1", body.clone())]),
+                Deadline::after(Duration::from_secs(10)),
+            )
+            .await;
+        assert!(
+            started.elapsed() <= Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(failed_ids(&response), vec!["m1"]);
+        assert!(
+            r.email_queue.sent().is_empty(),
+            "no new work after the deadline"
+        );
+
+        // The claim was released: the redelivery upserts and fans out, once.
+        r.crm.calls.lock().unwrap().clear();
+        let mut fast = FakeCrm::new();
+        fast.delay = None;
+        let r = Router { crm: fast, ..r };
+        let response = r.handle(event(&[("m1", body)])).await;
+        assert!(failed_ids(&response).is_empty());
+        assert_eq!(r.crm.contacts(), 1);
+        assert_eq!(r.email_queue.sent().len(), 1);
     }
 
     #[tokio::test]

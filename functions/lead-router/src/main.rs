@@ -1,6 +1,10 @@
 //! lead-router's entry point: wiring only. The logic is in `handler.rs`.
 
+use std::time::SystemTime;
+
 use aws_lambda_events::event::sqs::SqsEvent;
+use fluxo::config::router::DEADLINE_MARGIN;
+use fluxo::connector::Deadline;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use lead_router::{Settings, build};
 
@@ -15,9 +19,11 @@ async fn main() -> Result<(), Error> {
     let router = build(&sdk_config, &settings).await?;
     let router = &router;
 
-    // 3. The handler borrows them for every batch.
+    // 3. The handler borrows them for every batch, and stops new work a margin before Lambda's deadline.
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(router.handle(event.payload).await)
+        let deadline =
+            Deadline::from_epoch_millis(event.context.deadline, DEADLINE_MARGIN, SystemTime::now());
+        Ok::<_, Error>(router.handle_until(event.payload, deadline).await)
     }))
     .await
 }

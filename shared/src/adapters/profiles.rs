@@ -3,7 +3,9 @@
 //! Both live in the leads table beside the intake records, under their own key prefixes:
 //! - `pk = PROFILE#<sha256 of the email>`, `sk = PROFILE`: `profile` (JSON), `version` (N, the optimistic
 //!   lock), `segment`, `score`, `email_fp`, `updated_at`, `crm` (JSON of the latest CRM outcome, with the
-//!   dry-run request) and `crm_failures` (list of JSON). No TTL: a profile lives until it is erased.
+//!   dry-run request), `crm_failures` (list of JSON: the latest [`MAX_CRM_FAILURES`] permanent failures)
+//!   and `crm_failures_n` (N, how many were ever recorded: the optimistic lock of that list). No TTL: a
+//!   profile lives until it is erased.
 //! - `pk = EFFECT#<effect key>`, `sk = EFFECT`: `state` (`pending` | `done` | `failed`), `lease_until`
 //!   (ms), `reason`, `updated_at`, `expires_at` (TTL).
 
@@ -16,7 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::dynamodb::{classify, get_consistent, is_conditional_check_failed};
 use crate::ports::StoreError;
 use crate::routing::ports::{Claim, EffectLedger, EffectOutcome, ProfileStore, Saved, Versioned};
-use crate::routing::profile::{CrmRecord, Profile};
+use crate::routing::profile::{CrmRecord, MAX_CRM_FAILURES, Profile};
 
 const SK_PROFILE: &str = "PROFILE";
 const SK_EFFECT: &str = "EFFECT";
@@ -25,6 +27,8 @@ const DONE: &str = "done";
 const FAILED: &str = "failed";
 /// Effect records outlive any redelivery (SQS keeps messages 14 days at most) and a year of re-submits.
 const EFFECT_TTL_DAYS: i64 = 400;
+/// Read-trim-write cycles of `crm_failures` before giving up on a contended profile.
+const MAX_FAILURE_WRITES: u32 = 5;
 
 /// Profiles and effect records on the leads table.
 #[derive(Debug, Clone)]
@@ -179,30 +183,87 @@ impl ProfileStore for DynamoProfiles {
     }
 
     async fn record_crm(&self, key: &str, record: &CrmRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(corrupt)?;
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(profile_key(key)))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":r", s(json.clone()));
-        update = if record.state == FAILED || record.reason.is_some() {
-            update
-                .update_expression("SET crm = :r, crm_failures = list_append(if_not_exists(crm_failures, :empty), :one)")
-                .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-                .expression_attribute_values(":one", AttributeValue::L(vec![s(json)]))
-        } else {
-            update.update_expression("SET crm = :r")
-        };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => Err(StoreError::Rejected(
-                "no profile to record the CRM outcome on".to_string(),
-            )),
-            Err(e) => Err(classify(&e)),
+        let record = record.bounded();
+        let json = serde_json::to_string(&record).map_err(corrupt)?;
+        if !record.is_permanent_failure() {
+            // Done, or a retryable failure (SQS redelivers it): only the latest outcome is kept.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(profile_key(key)))
+                .condition_expression("attribute_exists(pk)")
+                .update_expression("SET crm = :r")
+                .expression_attribute_values(":r", s(json))
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_conditional_check_failed(&e) => Err(no_profile()),
+                Err(e) => Err(classify(&e)),
+            };
         }
+        // A permanent failure joins the list, which keeps only the latest MAX_CRM_FAILURES. DynamoDB
+        // cannot append and trim in one expression, so: read, trim, write if no one wrote in between.
+        for _ in 0..MAX_FAILURE_WRITES {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(profile_key(key)))
+                .consistent_read(true)
+                .projection_expression("pk, crm_failures, crm_failures_n")
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            let Some(item) = out.item() else {
+                return Err(no_profile());
+            };
+            let mut failures: Vec<AttributeValue> = item
+                .get("crm_failures")
+                .and_then(|v| v.as_l().ok())
+                .cloned()
+                .unwrap_or_default();
+            let count = item
+                .get("crm_failures_n")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            failures.push(s(json.clone()));
+            let excess = failures.len().saturating_sub(MAX_CRM_FAILURES);
+            failures.drain(..excess);
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(profile_key(key)))
+                .update_expression("SET crm = :r, crm_failures = :list, crm_failures_n = :next")
+                .expression_attribute_values(":r", s(json.clone()))
+                .expression_attribute_values(":list", AttributeValue::L(failures))
+                .expression_attribute_values(":next", n(count.unwrap_or(0) + 1));
+            update = match count {
+                None => update.condition_expression(
+                    "attribute_exists(pk) AND attribute_not_exists(crm_failures_n)",
+                ),
+                Some(c) => update
+                    .condition_expression("attribute_exists(pk) AND crm_failures_n = :n")
+                    .expression_attribute_values(":n", n(c)),
+            };
+            match update.send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conditional_check_failed(&e) => {
+                    tracing::debug!("crm_failures changed concurrently; reading it again");
+                }
+                Err(e) => return Err(classify(&e)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the profile's CRM failures kept changing under concurrent writes".to_string(),
+        ))
     }
+}
+
+fn no_profile() -> StoreError {
+    StoreError::Rejected("no profile to record the CRM outcome on".to_string())
 }
 
 impl EffectLedger for DynamoProfiles {

@@ -1,12 +1,29 @@
 //! The `[lead_router]` section: qualification rules, segments, the CRM connector and batch processing.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Located};
 use crate::crm::config::CrmConfig;
+
+/// The lead-router function's timeout, in seconds: `LeadRouterFunction.Properties.Timeout` in
+/// infra/template.yaml (a unit test keeps the two equal). Config validation runs where the template is
+/// not at hand (`cargo xtask` checks, cold start), so the fact lives here too.
+pub const FUNCTION_TIMEOUT_SECS: u64 = 30;
+/// No new work starts this close to Lambda's deadline: what is left goes back to SQS.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+/// CRM calls stop this much earlier still, leaving time to record their outcomes and fan out.
+pub const CRM_RESERVE: Duration = Duration::from_secs(2);
+
+/// The time CRM calls may take in one invocation: the function's timeout less the margin and the reserve.
+pub fn crm_budget() -> Duration {
+    Duration::from_secs(FUNCTION_TIMEOUT_SECS)
+        .saturating_sub(DEADLINE_MARGIN)
+        .saturating_sub(CRM_RESERVE)
+}
 
 /// Lead-router settings. Every table is optional; an empty section routes nothing anywhere.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -190,12 +207,30 @@ impl RouterConfig {
                 "must be between 1 and 100",
             ));
         }
-        if self.processing.lease_secs == 0 || self.processing.lease_secs > 900 {
+        // A lease shorter than an invocation would let a redelivery take an effect still being performed.
+        if self.processing.lease_secs < FUNCTION_TIMEOUT_SECS || self.processing.lease_secs > 900 {
             return Err(at.error(
                 None,
                 "lead_router.processing.lease_secs",
-                "must be between 1 and 900",
+                format!("must be between {FUNCTION_TIMEOUT_SECS} (the function's timeout) and 900"),
             ));
+        }
+        let crm = &self.crm;
+        if crm.connector != crate::crm::config::ConnectorKind::None && !crm.dry_run {
+            let attempts = u64::from(crm.max_attempts);
+            let worst_ms = attempts
+                .saturating_mul(crm.timeout_ms)
+                .saturating_add(attempts.saturating_sub(1).saturating_mul(crm.max_delay_ms));
+            let budget_ms = u64::try_from(crm_budget().as_millis()).unwrap_or(u64::MAX);
+            if worst_ms > budget_ms {
+                return Err(at.error(
+                    None,
+                    "lead_router.crm.max_attempts",
+                    format!(
+                        "max_attempts x timeout_ms + (max_attempts - 1) x max_delay_ms is {worst_ms} ms, more than the {budget_ms} ms CRM calls may take within the function's {FUNCTION_TIMEOUT_SECS} s timeout; lower them"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -257,6 +292,60 @@ mod tests {
     fn duplicate_rule_names_are_refused() {
         let e = err("[[lead_router.rules]]\nname = \"a\"\n[[lead_router.rules]]\nname = \"a\"\n");
         assert_eq!(e.line, 4, "{e}");
+    }
+
+    fn crm(extra: &str) -> String {
+        format!(
+            "[lead_router.crm]\nconnector = \"rest\"\ndry_run = false\n{extra}\n[lead_router.crm.rest]\nurl = \"https://crm.example/leads\"\ntoken = {{ env = \"T\" }}\n"
+        )
+    }
+
+    #[test]
+    fn crm_retries_that_cannot_fit_the_function_timeout_are_refused() {
+        let e = err(&crm("timeout_ms = 120000\nmax_attempts = 10"));
+        assert_eq!(e.field, "lead_router.crm.max_attempts", "{e}");
+        assert!(e.message.contains("30 s timeout"), "{e}");
+        let e = err(&crm(
+            "timeout_ms = 10000\nmax_attempts = 3\nmax_delay_ms = 5000",
+        ));
+        assert_eq!(e.field, "lead_router.crm.max_attempts", "{e}");
+        // 3 x 5 s + 2 x 5 s = 25 s: the defaults fit exactly.
+        load_str(
+            "f.toml",
+            &crm("timeout_ms = 5000\nmax_attempts = 3\nmax_delay_ms = 5000"),
+        )
+        .unwrap();
+        // Dry-run sends nothing, so it has no retry budget to check.
+        load_str(
+            "f.toml",
+            &crm("timeout_ms = 120000\nmax_attempts = 10")
+                .replace("dry_run = false", "dry_run = true"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_lease_shorter_than_the_function_timeout_is_refused() {
+        let e = err("[lead_router.processing]\nlease_secs = 29\n");
+        assert_eq!(e.field, "lead_router.processing.lease_secs");
+        assert!(e.message.contains("30"), "{e}");
+        load_str("f.toml", "[lead_router.processing]\nlease_secs = 30\n").unwrap();
+    }
+
+    #[test]
+    fn the_function_timeout_is_the_templates() {
+        let template = include_str!("../../../infra/template.yaml");
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let timeout: Vec<u64> = template
+            .lines()
+            .skip_while(|l| *l != "  LeadRouterFunction:")
+            .skip(1)
+            // The resource ends at the next line indented like its name, or less.
+            .take_while(|l| l.trim().is_empty() || indent(l) > 2)
+            .filter_map(|l| l.trim().strip_prefix("Timeout:"))
+            .map(|v| v.trim().parse().expect("a numeric Timeout"))
+            .collect();
+        assert_eq!(timeout, vec![super::FUNCTION_TIMEOUT_SECS]);
     }
 
     #[test]

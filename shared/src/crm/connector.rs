@@ -8,7 +8,7 @@ use super::config::{ConnectorKind, CrmConfig, Mapping};
 use super::hubspot::client::HubSpotClient;
 use super::rest::client::RestClient;
 use super::{CrmContact, CrmReceipt, RecordedRequest, hubspot, rest};
-use crate::connector::{ConnectorError, RetryPolicy, Secret, http_client};
+use crate::connector::{ConnectorError, Deadline, RetryPolicy, Secret, http_client};
 use crate::error::{ErrorClass, Retryable};
 use crate::secrets::SecretRef;
 
@@ -20,10 +20,12 @@ pub trait CrmConnector: Send + Sync {
     fn enabled(&self) -> bool;
     /// How a lead's fields become the CRM's properties.
     fn mapping(&self) -> &Mapping;
-    /// Upserts the contacts, as concurrently or as batched as the connector allows.
+    /// Upserts the contacts, as concurrently or as batched as the connector allows. No call starts and no
+    /// retry waits past `deadline`; what is left then fails as retryable.
     fn upsert(
         &self,
         contacts: &[CrmContact],
+        deadline: Deadline,
     ) -> impl Future<Output = Vec<Result<CrmReceipt, ConnectorError>>> + Send;
 }
 
@@ -168,7 +170,11 @@ impl CrmConnector for Crm {
         &self.mapping
     }
 
-    async fn upsert(&self, contacts: &[CrmContact]) -> Vec<Result<CrmReceipt, ConnectorError>> {
+    async fn upsert(
+        &self,
+        contacts: &[CrmContact],
+        deadline: Deadline,
+    ) -> Vec<Result<CrmReceipt, ConnectorError>> {
         match &self.target {
             Target::None => contacts.iter().map(|_| Ok(CrmReceipt::default())).collect(),
             Target::DryRunRest { url } => contacts
@@ -184,31 +190,36 @@ impl CrmConnector for Crm {
             Target::DryRunHubSpot {
                 base_url,
                 batch_size,
-            } => contacts
-                .chunks((*batch_size).max(1))
-                .flat_map(|chunk| {
+            } => {
+                let inputs = hubspot::request::merge_inputs(contacts);
+                let mut out = vec![Ok(CrmReceipt::default()); contacts.len()];
+                for chunk in inputs.chunks((*batch_size).max(1)) {
+                    let refs: Vec<_> = chunk.iter().collect();
                     let recorded =
-                        RecordedRequest::bearer(&hubspot::request::build(base_url, chunk));
-                    chunk.iter().map(move |_| {
-                        Ok(CrmReceipt {
-                            contact_id: None,
-                            dry_run: Some(recorded.clone()),
-                        })
-                    })
-                })
-                .collect(),
+                        RecordedRequest::bearer(&hubspot::request::build(base_url, &refs));
+                    for m in chunk.iter().flat_map(|i| &i.members) {
+                        if let Some(slot) = out.get_mut(*m) {
+                            *slot = Ok(CrmReceipt {
+                                contact_id: None,
+                                dry_run: Some(recorded.clone()),
+                            });
+                        }
+                    }
+                }
+                out
+            }
             // One call per lead: run them concurrently so a batch costs about one call's latency.
             Target::Rest(client) => {
                 let mut calls = Vec::with_capacity(contacts.len());
                 for contact in contacts {
-                    calls.push(client.upsert(contact));
+                    calls.push(client.upsert(contact, deadline));
                 }
                 futures_util::stream::iter(calls)
                     .buffered(self.concurrency)
                     .collect()
                     .await
             }
-            Target::HubSpot(client) => client.upsert(contacts).await,
+            Target::HubSpot(client) => client.upsert(contacts, deadline).await,
         }
     }
 }
@@ -239,7 +250,7 @@ mod tests {
         .config;
         let crm = Crm::from_config(&cfg.lead_router.crm, None, 4).unwrap();
         assert_eq!(crm.name(), "dry_run:rest");
-        let out = crm.upsert(&[contact()]).await;
+        let out = crm.upsert(&[contact()], Deadline::none()).await;
         let recorded = out[0].as_ref().unwrap().dry_run.clone().unwrap();
         assert_eq!(recorded.method, "POST");
         assert_eq!(recorded.url, "https://api.crmdigital.com/v1/leads");

@@ -14,7 +14,25 @@ use crate::envelope::LeadEnvelope;
 /// Most submissions kept on a profile: the first (first touch) and the latest ones. Bounds the item size.
 pub const MAX_SUBMISSIONS: usize = 50;
 /// Most consent events kept: the first and the latest ones.
-pub const MAX_CONSENT_EVENTS: usize = 50;
+pub const MAX_CONSENT_EVENTS: usize = 20;
+/// Most custom fields (`custom.<name>`) kept: the most recently set ones. The receiver accepts 50 per
+/// submission, so one submission's custom fields always fit; older names make way for newer ones.
+pub const MAX_CUSTOM_FIELDS: usize = 50;
+/// Longest value kept for any field, in characters (the receiver's limits are lower; this guards the
+/// profile against envelopes from elsewhere).
+pub const MAX_FIELD_CHARS: usize = 2_048;
+/// Largest profile, as stored JSON, in bytes. DynamoDB refuses items over 400 KB; the rest of the item
+/// (the latest CRM record, at most [`MAX_CRM_FAILURES`] failures, the keys) stays well under the other
+/// 200 KB. Past it, the oldest submissions (never the first), then the oldest consent events (never
+/// the first and latest), then the oldest custom fields are dropped.
+pub const MAX_PROFILE_BYTES: usize = 200_000;
+/// Most permanent CRM failures kept on a profile (`crm_failures`): the latest ones.
+pub const MAX_CRM_FAILURES: usize = 10;
+/// Longest CRM failure reason kept, in characters.
+pub const MAX_CRM_REASON_CHARS: usize = 500;
+
+/// The CRM record state of a lead the CRM refused for good.
+pub const CRM_PERMANENT_FAILURE: &str = "permanent_failure";
 
 /// A value and the time of the submission that set it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +108,29 @@ pub struct CrmRecord {
     /// The exact request, for the dry-run connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<crate::crm::RecordedRequest>,
+}
+
+impl CrmRecord {
+    /// Whether the CRM refused the lead for good (the only records kept in `crm_failures`).
+    pub fn is_permanent_failure(&self) -> bool {
+        self.state == CRM_PERMANENT_FAILURE
+    }
+
+    /// The record with its reason cut to [`MAX_CRM_REASON_CHARS`], as stored.
+    pub fn bounded(&self) -> CrmRecord {
+        let mut record = self.clone();
+        if let Some(reason) = &mut record.reason {
+            truncate_chars(reason, MAX_CRM_REASON_CHARS);
+        }
+        record
+    }
+}
+
+/// Cuts a string to at most `max` characters, on a character boundary.
+fn truncate_chars(text: &mut String, max: usize) {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+    }
 }
 
 /// A person: every submission, first and last touch, the latest value of each field, consent history.
@@ -168,13 +209,9 @@ impl Profile {
             };
             let newer = self.fields.get(key.as_ref()).is_none_or(|old| at >= old.at);
             if newer {
-                self.fields.insert(
-                    key.into_owned(),
-                    Stamped {
-                        value: value.to_string(),
-                        at,
-                    },
-                );
+                let mut value = value.to_string();
+                truncate_chars(&mut value, MAX_FIELD_CHARS);
+                self.fields.insert(key.into_owned(), Stamped { value, at });
             }
         };
         set(Cow::Borrowed("email"), Some(lead.email.as_str()));
@@ -215,8 +252,57 @@ impl Profile {
             self.consent_history.insert(pos, event);
             keep_first_and_latest(&mut self.consent_history, MAX_CONSENT_EVENTS);
         }
+        self.keep_latest_custom_fields(MAX_CUSTOM_FIELDS);
+        self.fit_within(MAX_PROFILE_BYTES);
         self.updated_at = now;
         Merge::Added
+    }
+
+    /// Drops the custom fields set longest ago until at most `max` remain.
+    fn keep_latest_custom_fields(&mut self, max: usize) {
+        let mut custom: Vec<(DateTime<Utc>, String)> = self
+            .fields
+            .iter()
+            .filter(|(k, _)| k.starts_with("custom."))
+            .map(|(k, v)| (v.at, k.clone()))
+            .collect();
+        let excess = custom.len().saturating_sub(max);
+        if excess == 0 {
+            return;
+        }
+        custom.sort();
+        for (_, key) in custom.into_iter().take(excess) {
+            self.fields.remove(&key);
+        }
+    }
+
+    /// Shrinks the profile until its JSON fits in `max_bytes`: oldest submissions first (the first
+    /// touch and the latest stay), then consent events (the first and the latest stay), then custom fields.
+    pub fn fit_within(&mut self, max_bytes: usize) {
+        let Ok(size) = serde_json::to_vec(self).map(|v| v.len()) else {
+            return;
+        };
+        let mut excess = size.saturating_sub(max_bytes);
+        while excess > 0 && self.submissions.len() > 2 {
+            let dropped = self.submissions.remove(1);
+            excess = excess.saturating_sub(json_size(&dropped) + 1);
+        }
+        while excess > 0 && self.consent_history.len() > 2 {
+            let dropped = self.consent_history.remove(1);
+            excess = excess.saturating_sub(json_size(&dropped) + 1);
+        }
+        while excess > 0 {
+            let oldest = self
+                .fields
+                .iter()
+                .filter(|(k, _)| k.starts_with("custom."))
+                .min_by(|a, b| (a.1.at, a.0).cmp(&(b.1.at, b.0)))
+                .map(|(k, _)| k.clone());
+            let Some(key) = oldest else { break };
+            if let Some(dropped) = self.fields.remove(&key) {
+                excess = excess.saturating_sub(key.len() + json_size(&dropped) + 4);
+            }
+        }
     }
 
     /// The current consent: the latest explicit answer, or `None` when the person never answered.
@@ -243,6 +329,11 @@ impl Profile {
 
 fn borrowed(v: Option<&str>) -> Option<Cow<'_, str>> {
     v.filter(|v| !v.is_empty()).map(Cow::Borrowed)
+}
+
+/// Bytes of a value's JSON.
+fn json_size(value: &impl Serialize) -> usize {
+    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0)
 }
 
 fn keep_first_and_latest<T>(items: &mut Vec<T>, max: usize) {
@@ -426,6 +517,119 @@ mod tests {
         assert_eq!(profile.submissions.len(), MAX_SUBMISSIONS);
         assert_eq!(profile.submissions[0].lead_id, first.lead_id);
         assert_eq!(profile.first_touch.lead_id, first.lead_id);
+    }
+
+    /// A hostile post for a victim's email: every field at the receiver's limits, 50 new custom fields.
+    fn hostile(n: u128) -> LeadEnvelope {
+        envelope(n, n as i64, |l| {
+            l.company = Some("x".repeat(200));
+            l.page_url = Some(format!("https://evil.example/{}", "p".repeat(2000)));
+            l.gclid = Some("g".repeat(512));
+            l.fbclid = Some("f".repeat(512));
+            l.utm.source = Some("s".repeat(200));
+            l.utm.campaign = Some("c".repeat(200));
+            l.consent = Some(Consent {
+                granted: n.is_multiple_of(2),
+                at: Some(at(n as i64)),
+                text: Some("t".repeat(2000)),
+            });
+            for k in 0..50 {
+                l.custom.insert(format!("h{n}_{k}"), "v".repeat(1000));
+            }
+        })
+    }
+
+    #[test]
+    fn hostile_submissions_leave_a_bounded_profile_that_still_takes_a_genuine_lead() {
+        let mut profile = Profile::new(&hostile(1), at(1));
+        for n in 2..=1_000u128 {
+            assert_eq!(profile.merge(&hostile(n), at(n as i64)), Merge::Added);
+            if n.is_multiple_of(50) {
+                let size = serde_json::to_vec(&profile).unwrap().len();
+                assert!(
+                    size <= MAX_PROFILE_BYTES,
+                    "{size} bytes after {n} hostile posts"
+                );
+            }
+        }
+        assert!(
+            profile
+                .fields
+                .keys()
+                .filter(|k| k.starts_with("custom."))
+                .count()
+                <= MAX_CUSTOM_FIELDS
+        );
+        assert!(profile.consent_history.len() <= MAX_CONSENT_EVENTS);
+        assert_eq!(
+            profile.first_touch.lead_id,
+            hostile(1).lead_id,
+            "first touch is kept"
+        );
+
+        let genuine = envelope(5_000, 5_000, |l| {
+            l.interest = Some("Software A".into());
+            l.custom.insert("cargo".into(), "CTO".into());
+        });
+        profile.merge(&genuine, at(5_000));
+        assert_eq!(profile.last_touch.lead_id, genuine.lead_id);
+        assert_eq!(profile.field("interest"), Some("Software A"));
+        assert_eq!(
+            profile.field("custom.cargo"),
+            Some("CTO"),
+            "the genuine lead's own fields are kept"
+        );
+        assert!(serde_json::to_vec(&profile).unwrap().len() <= MAX_PROFILE_BYTES);
+    }
+
+    #[test]
+    fn custom_fields_beyond_the_cap_make_way_for_the_newest() {
+        let first = envelope(1, 0, |l| {
+            for k in 0..MAX_CUSTOM_FIELDS {
+                l.custom.insert(format!("old{k}"), "v".into());
+            }
+        });
+        let second = envelope(2, 10, |l| {
+            l.custom.insert("new".into(), "v".into());
+        });
+        let mut profile = Profile::new(&first, at(0));
+        profile.merge(&second, at(10));
+        let custom = profile
+            .fields
+            .keys()
+            .filter(|k| k.starts_with("custom."))
+            .count();
+        assert_eq!(custom, MAX_CUSTOM_FIELDS);
+        assert_eq!(profile.field("custom.new"), Some("v"));
+    }
+
+    #[test]
+    fn an_oversized_value_is_cut_on_a_character_boundary() {
+        let first = envelope(1, 0, |l| l.company = Some("é".repeat(MAX_FIELD_CHARS + 10)));
+        let profile = Profile::new(&first, at(0));
+        assert_eq!(
+            profile.field("company").unwrap().chars().count(),
+            MAX_FIELD_CHARS
+        );
+    }
+
+    #[test]
+    fn a_crm_failure_reason_is_bounded() {
+        let record = CrmRecord {
+            connector: "hubspot".into(),
+            lead_id: LeadId::new(at(0), 1),
+            at: at(0),
+            state: CRM_PERMANENT_FAILURE.into(),
+            contact_id: None,
+            reason: Some("ü".repeat(5_000)),
+            request: None,
+        };
+        assert!(record.is_permanent_failure());
+        let bounded = record.bounded();
+        assert_eq!(
+            bounded.reason.unwrap().chars().count(),
+            MAX_CRM_REASON_CHARS
+        );
     }
 
     #[test]

@@ -1,16 +1,26 @@
-//! Sends HubSpot batch upserts: bearer auth, timeouts, HubSpot's rate-limit signals, bounded retries.
+//! Sends HubSpot batch upserts: bearer auth, timeouts, HubSpot's rate-limit signals, bounded retries,
+//! and the isolation of a bad input by splitting the batch.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::connector::{
-    ConnectorError, Outcome, Reply, RetryPolicy, Secret, send, send_with_retry,
+    ConnectorError, DEADLINE_REASON, Deadline, Outcome, Reply, RetryPolicy, Secret, send,
+    send_with_retry_until,
 };
 use crate::crm::{CrmContact, CrmReceipt};
 
-use super::request::{self, InputResult};
+use super::request::{self, Input, InputResult};
 
 /// Vendor label in logs and errors.
 pub const VENDOR: &str = "hubspot";
+
+/// The reason given to leads handed back to SQS because HubSpot's daily limit is spent.
+pub const DAILY_LIMIT_REASON: &str =
+    "HubSpot's daily API limit is reached; handed back to SQS until it resets";
 
 /// A ready-to-send HubSpot client.
 #[derive(Debug, Clone)]
@@ -20,6 +30,20 @@ pub struct HubSpotClient {
     token: Secret,
     batch_size: usize,
     policy: RetryPolicy,
+    /// Set when HubSpot answered a 429 on its daily limit: no call is made before this instant.
+    daily_pause: Arc<Mutex<Option<Instant>>>,
+}
+
+/// How HubSpot answered one batch, after classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 200, 201 or 207: read per input.
+    Accepted { status: u16, body: String },
+    /// A 4xx that one bad input can cause (400, 409, 413, 422...): HubSpot refuses the whole batch,
+    /// so the batch is split to find the input at fault.
+    Refused(String),
+    /// A 429 with `policyName = DAILY`: it will not clear for hours. No retry now.
+    DailyLimit(String),
 }
 
 /// How long HubSpot asks us to wait: `Retry-After` when sent, else the rate-limit window
@@ -43,17 +67,57 @@ pub fn rate_limit_wait(reply: &Reply) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-/// Sorts a reply: 200/201/207 success (per-input results are read next); 429 and 5xx retryable with
-/// HubSpot's wait; other 4xx permanent. A 429 on the daily limit stays retryable: SQS redelivers later.
-pub fn classify(reply: &Reply) -> Outcome<String> {
+/// Whether a 429 is HubSpot's daily limit (`policyName` `DAILY` in the body).
+fn is_daily_limit(reply: &Reply) -> bool {
+    serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|b| {
+            b.get("policyName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .is_some_and(|p| p.eq_ignore_ascii_case("DAILY"))
+}
+
+/// Sorts a reply: 200/201/207 accepted (per-input results are read next); a 429 on the daily limit is
+/// handed back to the queue; other 429s, 408 and 5xx are retried with HubSpot's wait; 401, 403, 404
+/// and 405 are permanent for the whole batch (no input causes them); any other 4xx refuses the batch
+/// because of some input, which the caller isolates by splitting the batch.
+pub fn classify(reply: &Reply) -> Outcome<Answer> {
     match reply.status {
-        200 | 201 | 207 => Outcome::Success(reply.body.clone()),
-        429 | 408 | 500..=599 => Outcome::Retryable {
+        200 | 201 | 207 => Outcome::Success(Answer::Accepted {
+            status: reply.status,
+            body: reply.body.clone(),
+        }),
+        429 if is_daily_limit(reply) => Outcome::Success(Answer::DailyLimit(reply.summary())),
+        429 | 408 | 425 | 500..=599 => Outcome::Retryable {
             reason: reply.summary(),
             retry_after: rate_limit_wait(reply),
         },
+        401 | 403 | 404 | 405 => Outcome::Permanent {
+            reason: reply.summary(),
+        },
+        400..=499 => Outcome::Success(Answer::Refused(reply.summary())),
         _ => reply.failure_outcome(),
     }
+}
+
+/// Splits a group in two halves; the first half goes out first.
+fn split(group: Vec<usize>, work: &mut Vec<Vec<usize>>) {
+    let (first, second) = group.split_at(group.len() / 2);
+    work.push(second.to_vec());
+    work.push(first.to_vec());
+}
+
+/// The first instant the daily limit may have reset: the next full hour. HubSpot resets it at midnight
+/// in the account's time zone, which the API does not tell; time zones are whole (or half, or quarter)
+/// hours off UTC, so one probe per hour finds the reset within the hour.
+fn next_probe(now: SystemTime) -> Duration {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Duration::from_secs(3600 - secs % 3600)
 }
 
 impl HubSpotClient {
@@ -71,49 +135,183 @@ impl HubSpotClient {
             token,
             batch_size: batch_size.clamp(1, super::config::MAX_BATCH),
             policy,
+            daily_pause: Arc::default(),
         }
     }
 
-    /// Upserts the contacts in as few calls as the batch size allows; one result per contact, in order.
-    pub async fn upsert(&self, contacts: &[CrmContact]) -> Vec<Result<CrmReceipt, ConnectorError>> {
-        let mut out = Vec::with_capacity(contacts.len());
-        for chunk in contacts.chunks(self.batch_size) {
-            let prepared = request::build(&self.base_url, chunk);
-            let sent = send_with_retry(VENDOR, &self.policy, |_| {
-                let builder = self
-                    .http
-                    .post(&prepared.url)
-                    .bearer_auth(self.token.expose())
-                    .json(&prepared.body);
-                async move {
-                    match send(builder).await {
-                        Ok(reply) => classify(&reply),
-                        Err(reason) => Outcome::Retryable {
-                            reason,
-                            retry_after: None,
-                        },
+    fn paused(&self) -> bool {
+        self.daily_pause
+            .lock()
+            .ok()
+            .and_then(|p| *p)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn pause_for_the_daily_limit(&self) {
+        let until = Instant::now() + next_probe(SystemTime::now());
+        if let Ok(mut p) = self.daily_pause.lock() {
+            *p = Some(until);
+        }
+    }
+
+    /// Sends one batch with bounded retries; no retry once the deadline is near.
+    async fn send_batch(
+        &self,
+        inputs: &[&Input],
+        deadline: Deadline,
+    ) -> Result<Answer, ConnectorError> {
+        let prepared = request::build(&self.base_url, inputs);
+        send_with_retry_until(VENDOR, &self.policy, deadline, |_| {
+            let builder = self
+                .http
+                .post(&prepared.url)
+                .bearer_auth(self.token.expose())
+                .json(&prepared.body);
+            async move {
+                match send(builder).await {
+                    Ok(reply) => classify(&reply),
+                    Err(reason) => Outcome::Retryable {
+                        reason,
+                        retry_after: None,
+                    },
+                }
+            }
+        })
+        .await
+    }
+
+    /// Upserts the contacts; one result per contact, in order.
+    ///
+    /// Contacts with the same email become one input. Inputs go out `batch_size` at a time. A batch
+    /// HubSpot refuses with a 4xx is split in two and each half sent again, until the input at fault is
+    /// alone: only it fails permanently. Once HubSpot reports its daily limit, or the deadline comes,
+    /// nothing more is sent and every input left fails as retryable, so SQS redelivers it later.
+    pub async fn upsert(
+        &self,
+        contacts: &[CrmContact],
+        deadline: Deadline,
+    ) -> Vec<Result<CrmReceipt, ConnectorError>> {
+        let inputs = request::merge_inputs(contacts);
+        let mut outcome: Vec<Option<Result<Option<String>, ConnectorError>>> =
+            vec![None; inputs.len()];
+        let all: Vec<usize> = (0..inputs.len()).collect();
+        // A stack of groups of input indexes; the first chunk on top, so inputs go out in order.
+        let mut work: Vec<Vec<usize>> = all
+            .chunks(self.batch_size)
+            .rev()
+            .map(<[usize]>::to_vec)
+            .collect();
+        let mut stop: Option<ConnectorError> = None;
+        while let Some(group) = work.pop() {
+            if stop.is_none() && self.paused() {
+                stop = Some(ConnectorError::Exhausted {
+                    vendor: VENDOR,
+                    attempts: 0,
+                    reason: DAILY_LIMIT_REASON.to_string(),
+                });
+            }
+            if stop.is_none() && deadline.passed() {
+                stop = Some(ConnectorError::Exhausted {
+                    vendor: VENDOR,
+                    attempts: 0,
+                    reason: DEADLINE_REASON.to_string(),
+                });
+            }
+            if let Some(e) = &stop {
+                for &i in &group {
+                    outcome[i] = Some(Err(e.clone()));
+                }
+                continue;
+            }
+            let batch: Vec<&Input> = group.iter().filter_map(|&i| inputs.get(i)).collect();
+            match self.send_batch(&batch, deadline).await {
+                Ok(Answer::Accepted { status, body }) => {
+                    let results = request::read_response(status, &body, &batch);
+                    let mut unmatched = Vec::new();
+                    let mut reason = None;
+                    for (&i, result) in group.iter().zip(results) {
+                        match result {
+                            InputResult::Upserted(id) => outcome[i] = Some(Ok(id)),
+                            InputResult::Rejected(r) => {
+                                outcome[i] = Some(Err(ConnectorError::Permanent {
+                                    vendor: VENDOR,
+                                    reason: r,
+                                }))
+                            }
+                            InputResult::Unmatched(r) => {
+                                unmatched.push(i);
+                                reason = reason.or(r);
+                            }
+                        }
+                    }
+                    match unmatched.len() {
+                        0 => {}
+                        // Alone in its batch and still not answered for: that error is its own.
+                        1 if group.len() == 1 => {
+                            outcome[group[0]] = Some(Err(ConnectorError::Permanent {
+                                vendor: VENDOR,
+                                reason: reason.unwrap_or_else(|| {
+                                    "missing from HubSpot's batch results".to_string()
+                                }),
+                            }))
+                        }
+                        1 => work.push(unmatched),
+                        _ => split(unmatched, &mut work),
                     }
                 }
-            })
-            .await;
-            match sent {
-                Ok(body) => {
-                    out.extend(
-                        request::read_response(&body, chunk)
-                            .into_iter()
-                            .map(|r| match r {
-                                InputResult::Upserted(contact_id) => Ok(CrmReceipt {
-                                    contact_id,
-                                    dry_run: None,
-                                }),
-                                InputResult::Rejected(reason) => Err(ConnectorError::Permanent {
-                                    vendor: VENDOR,
-                                    reason,
-                                }),
-                            }),
-                    )
+                Ok(Answer::Refused(reason)) => {
+                    if group.len() == 1 {
+                        outcome[group[0]] = Some(Err(ConnectorError::Permanent {
+                            vendor: VENDOR,
+                            reason,
+                        }));
+                    } else {
+                        tracing::info!(
+                            inputs = group.len(),
+                            "HubSpot refused the batch; splitting it to isolate the input at fault"
+                        );
+                        split(group, &mut work);
+                    }
                 }
-                Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
+                Ok(Answer::DailyLimit(reason)) => {
+                    tracing::warn!(reason = %reason, "HubSpot daily limit reached; handing the leads back to SQS");
+                    self.pause_for_the_daily_limit();
+                    let e = ConnectorError::Exhausted {
+                        vendor: VENDOR,
+                        attempts: 1,
+                        reason: DAILY_LIMIT_REASON.to_string(),
+                    };
+                    for &i in &group {
+                        outcome[i] = Some(Err(e.clone()));
+                    }
+                    stop = Some(e);
+                }
+                Err(e) => {
+                    for &i in &group {
+                        outcome[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Result<CrmReceipt, ConnectorError>> = contacts
+            .iter()
+            .map(|_| {
+                Err(ConnectorError::Exhausted {
+                    vendor: VENDOR,
+                    attempts: 0,
+                    reason: "not sent".to_string(),
+                })
+            })
+            .collect();
+        for (input, result) in inputs.iter().zip(outcome) {
+            let Some(result) = result else { continue };
+            for &m in &input.members {
+                if let Some(slot) = out.get_mut(m) {
+                    *slot = result.clone().map(|contact_id| CrmReceipt {
+                        contact_id,
+                        dry_run: None,
+                    });
+                }
             }
         }
         out
@@ -164,10 +362,36 @@ mod tests {
     }
 
     #[test]
-    fn multi_status_is_read_per_input_and_4xx_is_permanent() {
-        assert!(matches!(classify(&reply(207, &[])), Outcome::Success(_)));
+    fn a_429_on_the_daily_limit_is_handed_back_not_retried() {
+        let mut r = reply(
+            429,
+            &[("X-HubSpot-RateLimit-Interval-Milliseconds", "10000")],
+        );
+        r.body = r#"{"status":"error","message":"You have reached your daily limit.","errorType":"RATE_LIMIT","policyName":"DAILY"}"#.into();
+        assert!(matches!(
+            classify(&r),
+            Outcome::Success(Answer::DailyLimit(_))
+        ));
+    }
+
+    #[test]
+    fn the_next_probe_of_the_daily_limit_is_the_next_full_hour() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000 + 600);
+        assert_eq!(next_probe(at), Duration::from_secs(3000));
+    }
+
+    #[test]
+    fn multi_status_is_read_per_input_and_a_4xx_refusal_is_split() {
+        assert!(matches!(
+            classify(&reply(207, &[])),
+            Outcome::Success(Answer::Accepted { status: 207, .. })
+        ));
         assert!(matches!(
             classify(&reply(400, &[])),
+            Outcome::Success(Answer::Refused(_))
+        ));
+        assert!(matches!(
+            classify(&reply(401, &[])),
             Outcome::Permanent { .. }
         ));
         assert!(matches!(

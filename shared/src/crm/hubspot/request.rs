@@ -1,6 +1,6 @@
 //! Builds HubSpot batch-upsert requests and reads their responses: pure, no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -9,25 +9,68 @@ use crate::crm::{CrmContact, PreparedRequest};
 /// The legacy v3 path, documented side by side with the date-versioned one; the bodies are the same.
 pub const UPSERT_PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
 
-/// `POST /crm/v3/objects/contacts/batch/upsert` with one input per contact, keyed by email.
-pub fn build(base_url: &str, contacts: &[CrmContact]) -> PreparedRequest {
-    let inputs: Vec<Value> = contacts
+/// One input of a batch upsert: every contact of the batch with the same email, merged.
+///
+/// HubSpot refuses a whole batch that names one record twice, so the leads of one person in one SQS
+/// batch become one input. Later contacts' values win (they carry the person's latest profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The `idProperty` value.
+    pub email: String,
+    /// `objectWriteTraceId`: the lead id of the last contact merged in; results are matched by it.
+    pub trace_id: String,
+    /// Properties, `email` included.
+    pub properties: BTreeMap<String, String>,
+    /// Indexes, in the caller's slice, of the contacts merged into this input.
+    pub members: Vec<usize>,
+}
+
+/// Merges the contacts into one input per email, in order of first appearance.
+pub fn merge_inputs(contacts: &[CrmContact]) -> Vec<Input> {
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut by_email: HashMap<String, usize> = HashMap::new();
+    for (i, c) in contacts.iter().enumerate() {
+        // HubSpot matches emails case-insensitively; `Email` is already lower-case, this is belt and braces.
+        let email = c.email.as_str().to_lowercase();
+        let slot = *by_email.entry(email.clone()).or_insert_with(|| {
+            inputs.push(Input {
+                email: email.clone(),
+                trace_id: String::new(),
+                properties: BTreeMap::new(),
+                members: Vec::new(),
+            });
+            inputs.len() - 1
+        });
+        let Some(input) = inputs.get_mut(slot) else {
+            continue;
+        };
+        for (k, v) in &c.properties {
+            input.properties.insert(k.clone(), v.clone());
+        }
+        input
+            .properties
+            .insert("email".to_string(), c.email.as_str().to_string());
+        input.trace_id = c.lead_id.as_str().to_string();
+        input.members.push(i);
+    }
+    inputs
+}
+
+/// `POST /crm/v3/objects/contacts/batch/upsert` with one input per person, keyed by email.
+pub fn build(base_url: &str, inputs: &[&Input]) -> PreparedRequest {
+    let inputs: Vec<Value> = inputs
         .iter()
-        .map(|c| {
-            let mut properties: Map<String, Value> = c
+        .map(|input| {
+            let properties: Map<String, Value> = input
                 .properties
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                 .collect();
-            properties.insert(
-                "email".to_string(),
-                Value::String(c.email.as_str().to_string()),
-            );
             json!({
                 "idProperty": "email",
-                "id": c.email.as_str(),
+                "id": input.email,
                 "properties": properties,
-                "objectWriteTraceId": c.lead_id.as_str(),
+                "objectWriteTraceId": input.trace_id,
             })
         })
         .collect();
@@ -38,36 +81,59 @@ pub fn build(base_url: &str, contacts: &[CrmContact]) -> PreparedRequest {
     }
 }
 
-/// Per-contact result of a batch response.
+/// Per-input result of a batch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputResult {
-    /// Upserted; HubSpot's contact id.
+    /// Upserted; HubSpot's contact id, when the result named the input.
     Upserted(Option<String>),
-    /// Rejected, with HubSpot's message.
+    /// Rejected by an error that names this input, with HubSpot's message.
     Rejected(String),
+    /// Neither in `results` nor named by an error (a 207 whose errors name no input). The message of
+    /// the first error that names nobody, if any. The caller isolates such inputs by sending them again
+    /// in smaller batches.
+    Unmatched(Option<String>),
 }
 
-/// Reads a 200/201/207 batch response into one result per contact, by email.
+/// The trace ids and emails an error names: `objectWriteTraceId`, `context.objectWriteTraceId[]`,
+/// `context.ids[]` (the `idProperty` values, emails here). Every field is optional.
+fn named_by(error: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(id) = error.get("objectWriteTraceId").and_then(Value::as_str) {
+        names.push(id.to_string());
+    }
+    let context = error.get("context");
+    for key in ["objectWriteTraceId", "ids"] {
+        for id in context
+            .and_then(|ctx| ctx.get(key))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            names.push(id.to_string());
+        }
+    }
+    names
+}
+
+/// Reads a 200/201/207 batch response into one result per input.
 ///
-/// Results are matched by their `email` property. In a 207, an input missing from `results` failed; its
-/// reason is the error whose `context.ids` names its email, or else the first error's message.
-pub fn read_response(body: &str, contacts: &[CrmContact]) -> Vec<InputResult> {
+/// Results are matched to inputs by `objectWriteTraceId` only, never by echoed properties. An error
+/// rejects the inputs it names by trace id or by email. In a 200/201 without errors, an input the
+/// results do not name was accepted (HubSpot answered for the whole batch) but its id is unknown. In a
+/// 207, or whenever errors are present, such an input is [`InputResult::Unmatched`].
+pub fn read_response(status: u16, body: &str, inputs: &[&Input]) -> Vec<InputResult> {
     let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let mut ids: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut ids: HashMap<String, Option<String>> = HashMap::new();
     for result in parsed
         .get("results")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
-        let email = result
-            .get("properties")
-            .and_then(|p| p.get("email"))
-            .and_then(Value::as_str)
-            .map(str::to_lowercase);
-        let id = result.get("id").and_then(Value::as_str).map(str::to_string);
-        if let Some(email) = email {
-            ids.insert(email, id);
+        if let Some(trace) = result.get("objectWriteTraceId").and_then(Value::as_str) {
+            let id = result.get("id").and_then(Value::as_str).map(str::to_string);
+            ids.insert(trace.to_string(), id);
         }
     }
     let errors: Vec<&Value> = parsed
@@ -81,31 +147,36 @@ pub fn read_response(body: &str, contacts: &[CrmContact]) -> Vec<InputResult> {
             .unwrap_or("rejected by HubSpot")
             .to_string()
     };
-    let no_results = parsed.get("results").is_none() && errors.is_empty();
-    contacts
+    let mut rejected: HashMap<String, String> = HashMap::new();
+    let mut unnamed: Option<String> = None;
+    for e in &errors {
+        let names = named_by(e);
+        if names.is_empty() && unnamed.is_none() {
+            unnamed = Some(message_of(e));
+        }
+        for name in names {
+            rejected
+                .entry(name.to_lowercase())
+                .or_insert_with(|| message_of(e));
+        }
+    }
+    let whole_batch_accepted = status != 207 && errors.is_empty();
+    inputs
         .iter()
-        .map(|c| {
-            let email = c.email.as_str();
-            if let Some(id) = ids.get(email) {
+        .map(|input| {
+            if let Some(id) = ids.get(&input.trace_id) {
                 return InputResult::Upserted(id.clone());
             }
-            if no_results {
-                // A success without a readable body: HubSpot accepted the batch.
+            let named = rejected
+                .get(&input.trace_id.to_lowercase())
+                .or_else(|| rejected.get(&input.email));
+            if let Some(message) = named {
+                return InputResult::Rejected(message.clone());
+            }
+            if whole_batch_accepted {
                 return InputResult::Upserted(None);
             }
-            let named = errors.iter().find(|e| {
-                e.get("context")
-                    .and_then(|ctx| ctx.get("ids"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|ids| {
-                        ids.iter()
-                            .any(|id| id.as_str().is_some_and(|s| s.eq_ignore_ascii_case(email)))
-                    })
-            });
-            match named.or(errors.first()) {
-                Some(e) => InputResult::Rejected(message_of(e)),
-                None => InputResult::Rejected("missing from HubSpot's batch results".to_string()),
-            }
+            InputResult::Unmatched(unnamed.clone())
         })
         .collect()
 }
@@ -125,10 +196,15 @@ mod tests {
         }
     }
 
+    fn refs(inputs: &[Input]) -> Vec<&Input> {
+        inputs.iter().collect()
+    }
+
     #[test]
     fn the_batch_is_one_upsert_call_keyed_by_email() {
         let contacts = [contact("jane@x.com", 1), contact("joao@exemplo.com", 2)];
-        let r = build("https://api.hubapi.com/", &contacts);
+        let inputs = merge_inputs(&contacts);
+        let r = build("https://api.hubapi.com/", &refs(&inputs));
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url,
@@ -147,25 +223,104 @@ mod tests {
     }
 
     #[test]
-    fn a_complete_response_gives_each_contact_its_id() {
-        let contacts = [contact("jane@x.com", 1)];
-        let body = r#"{"status":"COMPLETE","results":[{"id":"501","new":true,"properties":{"email":"jane@x.com"}}]}"#;
+    fn two_leads_of_one_person_become_one_input_with_the_latest_values() {
+        let mut later = contact("jane@x.com", 3);
+        later.properties = vec![("company".into(), "Empresa Y".into())];
+        let contacts = [
+            contact("jane@x.com", 1),
+            contact("joao@exemplo.com", 2),
+            later,
+        ];
+        let inputs = merge_inputs(&contacts);
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(inputs[0].members, vec![0, 2]);
+        assert_eq!(inputs[0].trace_id, contacts[2].lead_id.as_str());
+        assert_eq!(inputs[0].properties["firstname"], "Jane");
+        assert_eq!(inputs[0].properties["company"], "Empresa Y");
+        let body = build("https://api.hubapi.com", &refs(&inputs)).body;
+        let ids: Vec<&str> = body["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
         assert_eq!(
-            read_response(body, &contacts),
-            vec![InputResult::Upserted(Some("501".into()))]
+            ids,
+            ["jane@x.com", "joao@exemplo.com"],
+            "no record named twice"
         );
     }
 
     #[test]
-    fn a_multi_status_response_rejects_only_the_failed_inputs() {
-        let contacts = [contact("jane@x.com", 1), contact("bad@x.com", 2)];
-        let body = r#"{"status":"COMPLETE","results":[{"id":"501","properties":{"email":"jane@x.com"}}],
-            "numErrors":1,"errors":[{"status":"error","message":"Property values were not valid","context":{"ids":["bad@x.com"]}}]}"#;
-        let results = read_response(body, &contacts);
+    fn results_are_matched_by_trace_id_not_by_echoed_properties() {
+        let inputs = merge_inputs(&[contact("jane@x.com", 1), contact("joao@exemplo.com", 2)]);
+        // Out of order, and the echoed emails are swapped: only the trace id counts.
+        let body = json!({"status": "COMPLETE", "results": [
+            {"id": "602", "objectWriteTraceId": inputs[1].trace_id, "properties": {"email": "jane@x.com"}},
+            {"id": "601", "objectWriteTraceId": inputs[0].trace_id, "properties": {"email": "joao@exemplo.com"}},
+        ]})
+        .to_string();
+        assert_eq!(
+            read_response(200, &body, &refs(&inputs)),
+            vec![
+                InputResult::Upserted(Some("601".into())),
+                InputResult::Upserted(Some("602".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_multi_status_response_rejects_only_the_inputs_its_errors_name() {
+        let inputs = merge_inputs(&[
+            contact("jane@x.com", 1),
+            contact("bad@x.com", 2),
+            contact("other@x.com", 3),
+        ]);
+        let body = json!({"status": "COMPLETE",
+            "results": [{"id": "501", "objectWriteTraceId": inputs[0].trace_id}],
+            "numErrors": 2,
+            "errors": [
+                {"status": "error", "category": "VALIDATION_ERROR", "message": "Property values were not valid",
+                 "context": {"objectWriteTraceId": [inputs[1].trace_id]}},
+                {"status": "error", "message": "something else"}
+            ]})
+        .to_string();
+        let results = read_response(207, &body, &refs(&inputs));
         assert_eq!(results[0], InputResult::Upserted(Some("501".into())));
         assert_eq!(
             results[1],
             InputResult::Rejected("Property values were not valid".into())
+        );
+        assert_eq!(
+            results[2],
+            InputResult::Unmatched(Some("something else".into())),
+            "an error that names nobody is not pinned on an arbitrary input"
+        );
+    }
+
+    #[test]
+    fn an_error_naming_the_email_in_context_ids_rejects_that_input() {
+        let inputs = merge_inputs(&[contact("jane@x.com", 1), contact("bad@x.com", 2)]);
+        let body = r#"{"status":"COMPLETE","results":[],"errors":[{"message":"Invalid email","context":{"ids":["BAD@x.com"]}}]}"#;
+        let results = read_response(207, body, &refs(&inputs));
+        assert_eq!(results[1], InputResult::Rejected("Invalid email".into()));
+        assert_eq!(results[0], InputResult::Unmatched(None));
+    }
+
+    #[test]
+    fn a_complete_answer_without_trace_ids_accepts_the_whole_batch() {
+        let inputs = merge_inputs(&[contact("jane@x.com", 1)]);
+        assert_eq!(
+            read_response(
+                200,
+                r#"{"status":"COMPLETE","results":[{"id":"9"}]}"#,
+                &refs(&inputs)
+            ),
+            vec![InputResult::Upserted(None)]
+        );
+        assert_eq!(
+            read_response(201, "", &refs(&inputs)),
+            vec![InputResult::Upserted(None)]
         );
     }
 }

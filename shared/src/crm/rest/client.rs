@@ -1,7 +1,7 @@
 //! Sends generic REST CRM requests: bearer auth, timeouts, classification, bounded retries.
 
 use crate::connector::{
-    ConnectorError, Outcome, Reply, RetryPolicy, Secret, send, send_with_retry,
+    ConnectorError, Deadline, Outcome, Reply, RetryPolicy, Secret, send, send_with_retry_until,
 };
 use crate::crm::{CrmContact, CrmReceipt};
 
@@ -50,10 +50,14 @@ impl RestClient {
         }
     }
 
-    /// Upserts one contact, retrying within the policy.
-    pub async fn upsert(&self, contact: &CrmContact) -> Result<CrmReceipt, ConnectorError> {
+    /// Upserts one contact, retrying within the policy; nothing starts or sleeps past the deadline.
+    pub async fn upsert(
+        &self,
+        contact: &CrmContact,
+        deadline: Deadline,
+    ) -> Result<CrmReceipt, ConnectorError> {
         let prepared = request::build(&self.url, contact);
-        send_with_retry(VENDOR, &self.policy, |_| {
+        send_with_retry_until(VENDOR, &self.policy, deadline, |_| {
             let builder = self
                 .http
                 .post(&prepared.url)
