@@ -1335,19 +1335,4 @@ mod transactions {
         assert_eq!(store.journal("tx").await?.len(), 2);
         Ok(())
     }
-
-    #[tokio::test]
-    async fn racing_claims_on_one_entity_let_exactly_one_through() -> Result<()> {
-        let store = super::journal_store("race").await?;
-        let run = record(20, 1_000_000, 900_000);
-        let mut revert = record(20, 1_000_000, 1_100_000);
-        revert.claim_id = "revert:2026-11-27T19:00:00Z".into();
-        let (x, y) = tokio::join!(
-            store.claim_change(&run, None, at(23)),
-            store.claim_change(&revert, None, at(23))
-        );
-        let claimed = [x?, y?].iter().filter(|c| **c == Claim::Claimed).count();
-        assert_eq!(claimed, 1);
-        Ok(())
-    }
 }

@@ -11,10 +11,13 @@
 //!   last applied change, for the cooldown and revert), and while a change is in flight `pending`,
 //!   `pending_claim` and `lease_until`.
 //!
-//! A claim is one transaction (the `CHANGE#` put and the lock on `LATEST`, conditioned on no other
-//! change in flight and on the last change the caller read); the outcome is another (the `CHANGE#`
-//! status, `LATEST` and the journal entry together), so the journal, the cooldown and revert never
-//! disagree about what the platform was last told.
+//! A claim takes the entity's lock with one conditional write on `LATEST` (no other change in flight, and
+//! the last change is still the one the caller read), then puts the `CHANGE#` record under it. The
+//! outcome is one `TransactWriteItems` (the `CHANGE#` status, `LATEST` and the journal entry together,
+//! conditioned on still holding the lock), so the journal, the cooldown and revert never disagree about
+//! what the platform was last told. (The lock is a single-item write rather than a transaction because
+//! single-item conditional writes are atomic everywhere, moto included, while moto does not isolate
+//! concurrent transactions.)
 
 use std::collections::HashMap;
 
@@ -24,7 +27,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::dynamodb::{classify, get_consistent};
+use super::dynamodb::{classify, get_consistent, is_conditional_check_failed};
 use crate::optimizer::ports::{
     ChangeRecord, ChangeStatus, Claim, EntityState, JournalEntry, OptimizerStore, PendingChange,
     Snapshot,
@@ -277,34 +280,29 @@ impl OptimizerStore for DynamoOptimizerStore {
         seen_latest: Option<&str>,
         lease_until: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
+        // 1. This claim id already done (or in flight)?
+        if let Some((status, _)) = self
+            .change_status(&record.entity_key, &record.claim_id)
+            .await?
+            && status != ChangeStatus::Failed
+        {
+            return Ok(Claim::Taken(status));
+        }
+        // 2. The entity's lock, one conditional write on LATEST: no change in flight, and the last change
+        // is still the one the caller decided on. (`attribute_not_exists(latest_claim)` also admits a
+        // LATEST item written before `latest_claim` existed; its next change writes it.)
         let entity = format!("ENTITY#{}", record.entity_key);
-        let mut change = key(entity.clone(), format!("CHANGE#{}", record.claim_id));
-        change.insert("status".into(), s(ChangeStatus::Pending.as_str()));
-        change.insert("record".into(), s(json(record)?));
-        change.insert("campaign_id".into(), s(record.campaign_id.clone()));
-        change.insert("at".into(), s(record.at.to_rfc3339()));
-        change.insert("expires_at".into(), self.expires_at(record.at));
-        let put = built(
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(change))
-                .condition_expression("attribute_not_exists(pk) OR #status = :failed")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":failed", s(ChangeStatus::Failed.as_str()))
-                .build(),
-        )?;
-        // The lock: no change in flight, and the last change is still the one the caller decided on.
-        // (`attribute_not_exists(latest_claim)` also admits a LATEST item written before `latest_claim`
-        // existed; its next change writes it.)
         let latest_condition = match seen_latest {
             Some(_) => {
                 "(#latest = :seen OR (attribute_not_exists(#latest) AND attribute_exists(#record)))"
             }
             None => "attribute_not_exists(#record)",
         };
-        let mut lock = Update::builder()
+        let mut lock = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(entity, "LATEST".into())))
+            .set_key(Some(key(entity.clone(), "LATEST".into())))
             .update_expression(
                 "SET #pending = :pending, #pending_claim = :claim, #lease = :lease, campaign_id = :campaign",
             )
@@ -327,47 +325,77 @@ impl OptimizerStore for DynamoOptimizerStore {
                 .expression_attribute_names("#latest", "latest_claim")
                 .expression_attribute_values(":seen", s(seen));
         }
-        let lock = built(lock.build())?;
+        match lock.send().await {
+            Ok(_) => {}
+            Err(e) if is_conditional_check_failed(&e) => {
+                if let Some((status, _)) = self
+                    .change_status(&record.entity_key, &record.claim_id)
+                    .await?
+                    && status != ChangeStatus::Failed
+                {
+                    return Ok(Claim::Taken(status));
+                }
+                let state = self.entity_state(&record.entity_key).await?;
+                return Ok(Claim::Conflict(match (state.pending, state.latest) {
+                    (Some(p), _) => format!(
+                        "the entity is locked by the change claimed for {}",
+                        p.record.claim_id
+                    ),
+                    (None, latest) => format!(
+                        "the entity's last change is now {}, not {}",
+                        latest.map(|l| l.claim_id).unwrap_or_else(|| "none".into()),
+                        seen_latest.unwrap_or("none")
+                    ),
+                }));
+            }
+            Err(e) => return Err(classify(&e)),
+        }
+        // 3. The change record, under the lock. Only a claim that finished between step 1 and the lock
+        // can be here already; then the lock is released and the claim reported taken.
         let result = self
             .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(lock).build())
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(key(
+                entity.clone(),
+                format!("CHANGE#{}", record.claim_id),
+            )))
+            .item("status", s(ChangeStatus::Pending.as_str()))
+            .item("record", s(json(record)?))
+            .item("campaign_id", s(record.campaign_id.clone()))
+            .item("at", s(record.at.to_rfc3339()))
+            .item("expires_at", self.expires_at(record.at))
+            .condition_expression("attribute_not_exists(pk) OR #status = :failed")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(ChangeStatus::Failed.as_str()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(Claim::Claimed),
-            Err(e) => match cancellation_codes(&e) {
-                Some(codes) if codes.first().is_some_and(|c| c == CONDITION_FAILED) => {
-                    let status = self
-                        .change_status(&record.entity_key, &record.claim_id)
-                        .await?
-                        .map(|(status, _)| status)
-                        .unwrap_or(ChangeStatus::Pending);
-                    Ok(Claim::Taken(status))
+            Err(e) => {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(entity, "LATEST".into())))
+                    .update_expression("REMOVE #pending, #pending_claim, #lease")
+                    .condition_expression("#pending_claim = :claim")
+                    .expression_attribute_names("#pending", "pending")
+                    .expression_attribute_names("#pending_claim", "pending_claim")
+                    .expression_attribute_names("#lease", "lease_until")
+                    .expression_attribute_values(":claim", s(record.claim_id.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                if !is_conditional_check_failed(&e) {
+                    return Err(classify(&e));
                 }
-                Some(codes) if codes.get(1).is_some_and(|c| c == CONDITION_FAILED) => {
-                    let state = self.entity_state(&record.entity_key).await?;
-                    Ok(Claim::Conflict(match (state.pending, state.latest) {
-                        (Some(p), _) => format!(
-                            "the entity is locked by the change claimed for {}",
-                            p.record.claim_id
-                        ),
-                        (None, latest) => format!(
-                            "the entity's last change is now {}, not {}",
-                            latest.map(|l| l.claim_id).unwrap_or_else(|| "none".into()),
-                            seen_latest.unwrap_or("none")
-                        ),
-                    }))
-                }
-                // Another transaction on the same items at the same moment: it holds the entity.
-                Some(codes) if codes.iter().any(|c| c == "TransactionConflict") => {
-                    Ok(Claim::Conflict(
-                        "another change to this entity was being claimed at the same moment".into(),
-                    ))
-                }
-                _ => Err(classify(&e)),
-            },
+                let status = self
+                    .change_status(&record.entity_key, &record.claim_id)
+                    .await?
+                    .map(|(status, _)| status)
+                    .unwrap_or(ChangeStatus::Pending);
+                Ok(Claim::Taken(status))
+            }
         }
     }
 
@@ -386,7 +414,7 @@ impl OptimizerStore for DynamoOptimizerStore {
                     format!("CHANGE#{}", record.claim_id),
                 )))
                 .update_expression("SET #status = :status, #reason = :reason, finished_at = :now")
-                .condition_expression("#status = :pending")
+                .condition_expression("attribute_not_exists(pk) OR #status = :pending")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_names("#reason", "reason")
                 .expression_attribute_values(":status", s(status.as_str()))
@@ -431,16 +459,20 @@ impl OptimizerStore for DynamoOptimizerStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if cancellation_codes(&e)
-                    .is_some_and(|c| c.iter().any(|c| c == CONDITION_FAILED)) =>
-            {
-                Err(StoreError::Rejected(format!(
-                    "the claim {} no longer holds the entity; nothing recorded",
-                    record.claim_id
-                )))
-            }
-            Err(e) => Err(classify(&e)),
+            Err(e) => match cancellation_codes(&e) {
+                Some(codes) if codes.iter().any(|c| c == CONDITION_FAILED) => {
+                    Err(StoreError::Rejected(format!(
+                        "the claim {} no longer holds the entity; nothing recorded",
+                        record.claim_id
+                    )))
+                }
+                // Cancelled for another reason (a concurrent transaction on these items): retry later.
+                Some(codes) => Err(StoreError::Unavailable(format!(
+                    "transaction cancelled: {}",
+                    codes.join(", ")
+                ))),
+                None => Err(classify(&e)),
+            },
         }
     }
 }
