@@ -184,12 +184,24 @@ async fn invoke(
 }
 
 fn stream(cost_micros: i64, conversions: f64, clicks: i64, bid_micros: i64) -> Value {
+    stream_under("MANUAL_CPC", cost_micros, conversions, clicks, bid_micros)
+}
+
+/// A searchStream answer for ad group 555, whose campaign bids with `strategy`.
+fn stream_under(
+    strategy: &str,
+    cost_micros: i64,
+    conversions: f64,
+    clicks: i64,
+    bid_micros: i64,
+) -> Value {
     json!([{
         "results": [{
+            "campaign": {"resourceName": "customers/1234567890/campaigns/77", "biddingStrategyType": strategy},
             "adGroup": {"resourceName": "customers/1234567890/adGroups/555", "id": "555", "status": "ENABLED", "cpcBidMicros": bid_micros.to_string()},
             "metrics": {"costMicros": cost_micros.to_string(), "conversions": conversions, "clicks": clicks.to_string(), "averageCpc": 500000.0}
         }],
-        "fieldMask": "adGroup.id,adGroup.status,adGroup.cpcBidMicros,metrics.costMicros,metrics.conversions,metrics.clicks,metrics.averageCpc",
+        "fieldMask": "adGroup.id,adGroup.status,adGroup.cpcBidMicros,campaign.biddingStrategyType,metrics.costMicros,metrics.conversions,metrics.clicks,metrics.averageCpc",
         "requestId": "req-1"
     }])
 }
@@ -279,6 +291,7 @@ async fn google_apply_path_sends_the_documented_requests_and_journals_the_change
         .and(body_string_contains(
             "FROM ad_group WHERE ad_group.id = 555",
         ))
+        .and(body_string_contains("campaign.bidding_strategy_type"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(stream(50_000_000, 10.0, 100, 1_000_000)),
         )
@@ -369,7 +382,7 @@ async fn dry_runs_ask_google_and_meta_to_validate_only_and_change_nothing() -> R
         .await;
     Mock::given(method("GET"))
         .and(path("/v25.0/238"))
-        .and(query_param("fields", "bid_amount,status"))
+        .and(query_param("fields", "bid_amount,status,bid_strategy"))
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(json!({"bid_amount": 100, "status": "ACTIVE", "id": "238"})),
@@ -671,13 +684,17 @@ async fn revert_restores_the_previous_bid_and_is_journaled() -> Result<()> {
     assert_eq!(journal[1]["bid_before_micros"], 900_000);
     assert_eq!(journal[1]["bid_after_micros"], 1_000_000);
 
-    let again = hourly_optimizer::handler::handle(
+    let again = invoke(
         &e,
         json!({"action": "revert", "campaign": "article-example"}),
-        &SystemClock,
     )
-    .await;
-    assert!(again.is_ok(), "reverting the revert redoes the change");
+    .await?;
+    assert_eq!(again["outcomes"][0]["outcome"], "applied", "{again:#}");
+    let bids = requests_to(&server, "/bids/article").await;
+    assert_eq!(bids.len(), 3, "reverting the revert redoes the change");
+    let redo: Value = serde_json::from_slice(&bids[2].body)?;
+    assert_eq!(redo["bid"], 0.9);
+    assert_eq!(redo["previous_bid"], 1.0);
     let unknown = hourly_optimizer::handler::handle(
         &e,
         json!({"action": "revert", "campaign": "nope"}),
@@ -685,6 +702,420 @@ async fn revert_restores_the_previous_bid_and_is_journaled() -> Result<()> {
     )
     .await;
     assert!(unknown.is_err());
+    Ok(())
+}
+
+/// A searchStream mock for ad group 555: the first `first_times` answers from `first`, then `then`.
+async fn mount_stream_sequence(server: &MockServer, first: Value, first_times: u64, then: Value) {
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/googleAds:searchStream"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(first))
+        .up_to_n_times(first_times)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/googleAds:searchStream"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(then))
+        .with_priority(2)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn google_cpc_bids_under_smart_bidding_are_skipped_and_never_sent() -> Result<()> {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/googleAds:searchStream"))
+        .and(body_string_contains("campaign.bidding_strategy_type"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stream_under(
+            "TARGET_CPA",
+            50_000_000,
+            10.0,
+            100,
+            1_000_000,
+        )))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/adGroups:mutate"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+        .expect(0)
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let store = journal_store("smart").await?;
+    for (mode, test) in [("apply", "apply"), ("dry_run", "dry")] {
+        let loaded = config(&server, &campaign(GOOGLE_CAMPAIGN, mode))?;
+        let (platforms, slack) = platforms(&server)?;
+        let e = engine(&loaded, platforms, store.clone(), slack)?;
+        let report = invoke(
+            &e,
+            scheduled_event(hour() + chrono::Duration::hours(i64::from(test == "dry"))),
+        )
+        .await?;
+        let entry = &report["outcomes"][0];
+        assert_eq!(entry["outcome"], "skipped", "{report:#}");
+        let reason = entry["reason"].as_str().unwrap_or("");
+        assert!(
+            reason.contains("TARGET_CPA") && reason.contains("ignores ad_group.cpc_bid_micros"),
+            "{reason}"
+        );
+    }
+    assert!(
+        requests_to(&server, "/v25/customers/1234567890/adGroups:mutate")
+            .await
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn google_target_cpa_changes_follow_the_campaigns_bidding_strategy() -> Result<()> {
+    let server = MockServer::start().await;
+    let campaign_row = |strategy: &str| {
+        json!([{"results": [{
+            "campaign": {"resourceName": "customers/1234567890/campaigns/77", "id": "77", "status": "ENABLED",
+                         "biddingStrategyType": strategy, "targetCpa": {"targetCpaMicros": "4000000"},
+                         "maximizeConversions": {"targetCpaMicros": "4000000"}},
+            "metrics": {"costMicros": "50000000", "conversions": 10.0, "clicks": "100"}
+        }]}])
+    };
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/googleAds:searchStream"))
+        .and(body_string_contains("FROM campaign WHERE campaign.id = 77"))
+        .and(body_string_contains("campaign.bidding_strategy_type"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(campaign_row("TARGET_CPA")))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/googleAds:searchStream"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(campaign_row("TARGET_ROAS")))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/campaigns:mutate"))
+        .and(body_partial_json(json!({"operations": [{"updateMask": "target_cpa.target_cpa_micros",
+            "update": {"resourceName": "customers/1234567890/campaigns/77", "targetCpa": {"targetCpaMicros": "3600000"}}}]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let text = r#"
+[[optimizer.campaigns]]
+name = "pmax"
+platform = "google_ads"
+account = "1234567890"
+entity = "campaign"
+entity_id = "77"
+currency = "USD"
+target_cpa = 4.00
+mode = "apply"
+"#;
+    let store = journal_store("tcpa").await?;
+    let loaded = config(&server, text)?;
+    let (platforms, slack) = platforms(&server)?;
+    let e = engine(&loaded, platforms, store.clone(), slack)?;
+    // Target CPA: the standard strategy's field is set.
+    let report = invoke(&e, scheduled_event(hour())).await?;
+    assert_eq!(report["counts"]["applied"], 1, "{report:#}");
+    // Target ROAS: a target CPA would be refused or switch the strategy, so nothing is sent.
+    let report = invoke(&e, scheduled_event(hour() + chrono::Duration::hours(1))).await?;
+    assert_eq!(report["outcomes"][0]["outcome"], "skipped", "{report:#}");
+    assert!(
+        report["outcomes"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("TARGET_ROAS"),
+        "{report:#}"
+    );
+    assert_eq!(
+        requests_to(&server, "/v25/customers/1234567890/campaigns:mutate")
+            .await
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn google_concurrent_modification_is_retried() -> Result<()> {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/googleAds:searchStream"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(stream(50_000_000, 10.0, 100, 1_000_000)),
+        )
+        .mount(&server)
+        .await;
+    let concurrent = json!({"error": {"code": 409, "message": "Multiple requests were attempting to modify the same resource at once. Retry the request.",
+        "status": "ABORTED", "details": [{"@type": "type.googleapis.com/google.ads.googleads.v25.errors.GoogleAdsFailure",
+            "errors": [{"errorCode": {"databaseError": "CONCURRENT_MODIFICATION"},
+                "message": "Multiple requests were attempting to modify the same resource at once. Retry the request."}],
+            "requestId": "r"}]}});
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/adGroups:mutate"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(concurrent))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/adGroups:mutate"))
+        .and(body_partial_json(json!({"operations": [{"updateMask": "cpc_bid_micros",
+            "update": {"resourceName": "customers/1234567890/adGroups/555", "cpcBidMicros": "900000"}}]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let store = journal_store("concurrent").await?;
+    let loaded = config(&server, &campaign(GOOGLE_CAMPAIGN, "apply"))?;
+    let (platforms, slack) = platforms(&server)?;
+    let e = engine(&loaded, platforms, store, slack)?;
+    let report = invoke(&e, scheduled_event(hour())).await?;
+    assert_eq!(report["counts"]["applied"], 1, "{report:#}");
+    assert_eq!(
+        requests_to(&server, "/v25/customers/1234567890/adGroups:mutate")
+            .await
+            .len(),
+        2,
+        "CONCURRENT_MODIFICATION was retried once"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_google_change_that_timed_out_but_applied_is_read_back_and_recorded() -> Result<()> {
+    let server = MockServer::start().await;
+    // Before the change the bid is 1.00; every read after the mutate shows 0.90.
+    mount_stream_sequence(
+        &server,
+        stream(50_000_000, 10.0, 100, 1_000_000),
+        1,
+        stream(50_000_000, 10.0, 100, 900_000),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/adGroups:mutate"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}),
+        ))
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let store = journal_store("readback").await?;
+    let loaded = config(&server, &campaign(GOOGLE_CAMPAIGN, "apply"))?;
+    let (platforms, slack) = platforms(&server)?;
+    let e = engine(&loaded, platforms, store.clone(), slack)?;
+    let report = invoke(&e, scheduled_event(hour())).await?;
+    let entry = &report["outcomes"][0];
+    assert_eq!(entry["outcome"], "applied", "{report:#}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reading the entity back shows")
+    );
+    // Recorded with its journal entry and as the entity's latest change, in one transaction.
+    let journal = store.journal("brand-search").await?;
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0]["outcome"], "applied");
+    let state = fluxo::optimizer::ports::OptimizerStore::entity_state(
+        &store,
+        "google_ads#1234567890#ad_group#555",
+    )
+    .await?;
+    assert_eq!(state.latest.map(|l| l.bid_after_micros), Some(900_000));
+    assert_eq!(state.pending, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn revert_refuses_a_hand_changed_google_bid_unless_forced() -> Result<()> {
+    let server = MockServer::start().await;
+    // The run sees 1.00 and sets 0.90; by the revert someone has set 1.50 by hand.
+    mount_stream_sequence(
+        &server,
+        stream(50_000_000, 10.0, 100, 1_000_000),
+        1,
+        stream(50_000_000, 10.0, 100, 1_500_000),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/v25/customers/1234567890/adGroups:mutate"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let store = journal_store("handchanged").await?;
+    let loaded = config(&server, &campaign(GOOGLE_CAMPAIGN, "apply"))?;
+    let (platforms, slack) = platforms(&server)?;
+    let e = engine(&loaded, platforms, store.clone(), slack)?;
+    let report = invoke(&e, scheduled_event(hour())).await?;
+    assert_eq!(report["counts"]["applied"], 1, "{report:#}");
+
+    let refused = invoke(&e, json!({"action": "revert", "campaign": "brand-search"}))
+        .await
+        .err()
+        .ok_or_else(|| anyhow!("the revert of a hand-changed bid went ahead"))?
+        .to_string();
+    assert!(
+        refused.contains("1.50 USD") && refused.contains("0.90 USD") && refused.contains("--force"),
+        "{refused}"
+    );
+    assert_eq!(
+        requests_to(&server, "/v25/customers/1234567890/adGroups:mutate")
+            .await
+            .len(),
+        1
+    );
+
+    let forced = invoke(
+        &e,
+        json!({"action": "revert", "campaign": "brand-search", "force": true}),
+    )
+    .await?;
+    assert_eq!(forced["outcomes"][0]["outcome"], "applied", "{forced:#}");
+    let mutates = requests_to(&server, "/v25/customers/1234567890/adGroups:mutate").await;
+    assert_eq!(mutates.len(), 2);
+    let body: Value = serde_json::from_slice(&mutates[1].body)?;
+    assert_eq!(body["operations"][0]["update"]["cpcBidMicros"], "1000000");
+    Ok(())
+}
+
+#[tokio::test]
+async fn meta_reads_the_bid_strategy_and_leaves_an_uncapped_ad_set_alone() -> Result<()> {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/238/insights"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"spend": "30.00", "clicks": "100", "actions": [{"action_type": "lead", "value": "10"}]}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/238"))
+        .and(query_param("fields", "bid_amount,status,bid_strategy"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"status": "ACTIVE", "bid_strategy": "LOWEST_COST_WITHOUT_CAP", "id": "238"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/238"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(0)
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let store = journal_store("uncapped").await?;
+    let text = campaign(META_CAMPAIGN, "apply") + "initial_bid = 1.00\n";
+    let loaded = config(&server, &text)?;
+    let (platforms, slack) = platforms(&server)?;
+    let e = engine(&loaded, platforms, store, slack)?;
+    let report = invoke(&e, scheduled_event(hour())).await?;
+    let entry = &report["outcomes"][0];
+    assert_eq!(entry["outcome"], "skipped", "{report:#}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("LOWEST_COST_WITHOUT_CAP"),
+        "{entry}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn meta_bid_amounts_use_metas_currency_offsets() -> Result<()> {
+    let server = MockServer::start().await;
+    // COP (Meta offset 1): 1000 is 1,000 pesos. CPA 30,000 < 0.8 x 40,000: raise 5%, capped at 1,020.
+    Mock::given(method("GET"))
+        .and(path("/v25.0/238/insights"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"spend": "300000", "clicks": "100", "actions": [{"action_type": "lead", "value": "10"}]}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/238"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"bid_amount": 1000, "status": "ACTIVE", "bid_strategy": "LOWEST_COST_WITH_BID_CAP"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/238"))
+        .and(body_string_contains("bid_amount=1020"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // BHD (Meta offset 100, not ISO's 1000): 150 is 1.50 BHD. CPA 5 > 1.2 x 4: reduce 10%, floored at 1.40.
+    Mock::given(method("GET"))
+        .and(path("/v25.0/239/insights"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"spend": "50.000", "clicks": "100", "actions": [{"action_type": "lead", "value": "10"}]}]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v25.0/239"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"bid_amount": 150, "status": "ACTIVE", "bid_strategy": "COST_CAP"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v25.0/239"))
+        .and(body_string_contains("bid_amount=140"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_slack(&server).await;
+    let text = r#"
+[[optimizer.campaigns]]
+name = "leads-co"
+platform = "meta"
+account = "act_42"
+entity = "ad_set"
+entity_id = "238"
+currency = "COP"
+target_cpa = 40000.0
+max_bid = 1020.0
+mode = "apply"
+
+[[optimizer.campaigns]]
+name = "leads-bh"
+platform = "meta"
+account = "act_42"
+entity = "ad_set"
+entity_id = "239"
+currency = "BHD"
+target_cpa = 4.0
+min_bid = 1.40
+mode = "apply"
+"#;
+    let store = journal_store("offsets").await?;
+    let loaded = config(&server, text)?;
+    let (platforms, slack) = platforms(&server)?;
+    let e = engine(&loaded, platforms, store.clone(), slack)?;
+    let report = invoke(&e, scheduled_event(hour())).await?;
+    assert_eq!(report["counts"]["applied"], 2, "{report:#}");
+    let co = &store.journal("leads-co").await?[0];
+    assert_eq!(co["bid_before_micros"], 1_000_000_000i64, "{co}");
+    assert_eq!(co["bid_after_micros"], 1_020_000_000i64, "{co}");
+    let bh = &store.journal("leads-bh").await?[0];
+    assert_eq!(bh["bid_before_micros"], 1_500_000, "{bh}");
+    assert_eq!(bh["bid_after_micros"], 1_400_000, "{bh}");
     Ok(())
 }
 
@@ -760,4 +1191,148 @@ async fn mount_article_metrics_at(server: &MockServer, p: &str) {
         )))
         .mount(server)
         .await;
+}
+
+mod transactions {
+    //! The journal adapter's claim and record transactions, on moto through the real SDK.
+
+    use anyhow::Result;
+    use chrono::{DateTime, TimeZone, Utc};
+    use fluxo::optimizer::Mode;
+    use fluxo::optimizer::ports::{
+        Change, ChangeRecord, ChangeStatus, Claim, EntryKind, JournalEntry, OptimizerStore,
+        OutcomeKind,
+    };
+
+    const ENTITY: &str = "generic#acc#campaign#tx";
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, h, 0, 0)
+            .single()
+            .unwrap_or_else(Utc::now)
+    }
+
+    fn record(hour: u32, from: i64, to: i64) -> ChangeRecord {
+        ChangeRecord {
+            entity_key: ENTITY.into(),
+            claim_id: format!("2026-11-27T{hour}:00:00Z"),
+            campaign_id: "tx".into(),
+            run_hour: at(hour),
+            change: Change::SetBid {
+                from_micros: from,
+                to_micros: to,
+            },
+            bid_before_micros: from,
+            bid_after_micros: to,
+            at: at(hour),
+        }
+    }
+
+    fn entry(r: &ChangeRecord, outcome: OutcomeKind, id: &str) -> JournalEntry {
+        JournalEntry {
+            entry_id: id.into(),
+            kind: EntryKind::Evaluation,
+            run_id: r.claim_id.clone(),
+            at: r.at,
+            campaign_id: r.campaign_id.clone(),
+            platform: "generic",
+            account: "acc".into(),
+            entity_kind: "campaign",
+            entity_id: "tx".into(),
+            currency: "USD".into(),
+            mode: Mode::Apply,
+            config_version: "v1".into(),
+            metrics: None,
+            target_cpa_micros: None,
+            decision: None,
+            rule: Some("cpa_above_target".into()),
+            change: Some(r.change),
+            bid_before_micros: Some(r.bid_before_micros),
+            bid_after_micros: Some(r.bid_after_micros),
+            outcome,
+            reason: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_locks_the_entity_and_the_outcome_is_written_with_the_journal_in_one_transaction()
+    -> Result<()> {
+        let store = super::journal_store("txn").await?;
+        let lease = at(23);
+        let a = record(20, 1_000_000, 900_000);
+        let b = record(21, 900_000, 810_000);
+        assert_eq!(store.claim_change(&a, None, lease).await?, Claim::Claimed);
+        // The same claim again is taken; another claim meets the lock.
+        assert_eq!(
+            store.claim_change(&a, None, lease).await?,
+            Claim::Taken(ChangeStatus::Pending)
+        );
+        match store.claim_change(&b, None, lease).await? {
+            Claim::Conflict(why) => assert!(why.contains(&a.claim_id), "{why}"),
+            other => anyhow::bail!("the lock let {other:?} through"),
+        }
+        let state = store.entity_state(ENTITY).await?;
+        assert_eq!(state.latest, None);
+        assert_eq!(
+            state.pending.map(|p| (p.record, p.lease_until)),
+            Some((a.clone(), lease))
+        );
+
+        // The outcome, LATEST and the journal entry: all at once.
+        store
+            .record_change(
+                &a,
+                ChangeStatus::Applied,
+                &entry(&a, OutcomeKind::Applied, "01A"),
+            )
+            .await?;
+        let state = store.entity_state(ENTITY).await?;
+        assert_eq!(state.latest.as_ref(), Some(&a));
+        assert_eq!(state.pending, None);
+        assert_eq!(store.journal("tx").await?.len(), 1);
+        assert_eq!(
+            store.change(ENTITY, &a.claim_id).await?.map(|(s, _)| s),
+            Some(ChangeStatus::Applied)
+        );
+
+        // Recording a claim no longer held writes nothing, not even the journal entry.
+        assert!(
+            store
+                .record_change(
+                    &a,
+                    ChangeStatus::Failed,
+                    &entry(&a, OutcomeKind::Failed, "01B")
+                )
+                .await
+                .is_err()
+        );
+        assert_eq!(store.journal("tx").await?.len(), 1);
+        assert_eq!(store.entity_state(ENTITY).await?.latest.as_ref(), Some(&a));
+
+        // A claim decided on an older view of the entity is refused; on the current one it goes ahead.
+        match store.claim_change(&b, None, lease).await? {
+            Claim::Conflict(why) => assert!(why.contains("last change is now"), "{why}"),
+            other => anyhow::bail!("a stale claim got {other:?}"),
+        }
+        assert_eq!(
+            store.claim_change(&b, Some(&a.claim_id), lease).await?,
+            Claim::Claimed
+        );
+        store
+            .record_change(
+                &b,
+                ChangeStatus::Failed,
+                &entry(&b, OutcomeKind::Failed, "01C"),
+            )
+            .await?;
+        let state = store.entity_state(ENTITY).await?;
+        assert_eq!(
+            state.latest.as_ref(),
+            Some(&a),
+            "a failed change is not the latest"
+        );
+        assert_eq!(state.pending, None);
+        assert_eq!(store.journal("tx").await?.len(), 2);
+        Ok(())
+    }
 }

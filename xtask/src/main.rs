@@ -21,7 +21,7 @@ usage: cargo xtask <command>
   init-time [--runs N]            cold-start time to the first runtime API request vs. hello-world
   invoke FUNCTION [--scheduled] [--payload JSON] [--invoke-url URL]
                                   invoke a function of a running `cargo xtask dev`
-  optimizer revert CAMPAIGN [--entity ID] | optimizer run [--time RFC3339]   [--invoke-url URL]
+  optimizer revert CAMPAIGN [--entity ID] [--force] | optimizer run [--time RFC3339]   [--invoke-url URL]
                                   revert a campaign's last bid change, or run the optimizer now, on `cargo xtask dev`
 ";
 

@@ -1,6 +1,7 @@
 //! `cargo xtask optimizer ...`: operate the hourly optimizer of a running `cargo xtask dev` stack.
 //!
-//! - `revert CAMPAIGN [--entity ID]`: restores the campaign's entity to its bid before the last change.
+//! - `revert CAMPAIGN [--entity ID] [--force]`: restores the campaign's entity to its bid before the last
+//!   change; `--force` does so even when the platform's bid was changed since (by hand).
 //! - `run [--time RFC3339]`: runs the optimizer now, for the hour of `--time` (default now).
 //!
 //! Both accept `--invoke-url URL` (default `http://127.0.0.1:9000`) and print the run's report.
@@ -14,7 +15,7 @@ use crate::esm;
 
 /// Usage of the subcommand.
 pub const USAGE: &str = "\
-usage: cargo xtask optimizer revert CAMPAIGN [--entity ID] [--invoke-url URL]
+usage: cargo xtask optimizer revert CAMPAIGN [--entity ID] [--force] [--invoke-url URL]
        cargo xtask optimizer run [--time RFC3339] [--invoke-url URL]";
 
 /// A parsed `optimizer` command line: the payload and where to send it.
@@ -31,6 +32,7 @@ pub fn parse(args: &[String]) -> Result<Request> {
     let mut campaign = None;
     let mut entity = None;
     let mut time = None;
+    let mut force = false;
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -42,6 +44,7 @@ pub fn parse(args: &[String]) -> Result<Request> {
             "--invoke-url" => invoke_url = value(a)?,
             "--entity" => entity = Some(value(a)?),
             "--time" => time = Some(value(a)?),
+            "--force" => force = true,
             f if !f.starts_with('-') && campaign.is_none() => campaign = Some(f.to_string()),
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
@@ -53,6 +56,9 @@ pub fn parse(args: &[String]) -> Result<Request> {
             let mut p = json!({"action": "revert", "campaign": campaign});
             if let Some(e) = entity {
                 p["entity"] = json!(e);
+            }
+            if force {
+                p["force"] = json!(true);
             }
             p
         }
@@ -136,6 +142,16 @@ mod tests {
         .unwrap();
         assert_eq!(r.payload["time"], "2026-11-27T20:00:00Z");
         assert_eq!(r.invoke_url, "http://x");
+    }
+
+    #[test]
+    fn revert_force_is_sent_in_the_payload() {
+        let r = parse(&args(&["revert", "brand-search", "--force"])).unwrap();
+        assert_eq!(
+            r.payload,
+            json!({"action": "revert", "campaign": "brand-search", "force": true})
+        );
+        assert!(parse(&args(&["run", "--force"])).is_ok_and(|r| r.payload.get("force").is_none()));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - EventBridge `Scheduled Event` (`"detail-type": "Scheduled Event"`, `"time": "2026-11-27T20:00:00Z"`):
 //!   the run id is `time` truncated to the hour, so a repeated event for the same hour changes nothing twice.
 //! - `{"action": "run", "time": "2026-11-27T20:00:00Z"}`: the same, by hand (`time` defaults to now).
-//! - `{"action": "revert", "campaign": "<name in the config>", "entity": "<optional entity id>"}`.
+//! - `{"action": "revert", "campaign": "<name in the config>", "entity": "<optional entity id>",
+//!   "force": false}`: `force` reverts even when the platform no longer shows what the last change set.
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub enum Invocation {
     Revert {
         campaign: String,
         entity: Option<String>,
+        /// Revert even if the platform's bid is no longer the one the last change set.
+        force: bool,
     },
 }
 
@@ -77,6 +80,8 @@ enum Manual {
         campaign: String,
         #[serde(default)]
         entity: Option<String>,
+        #[serde(default)]
+        force: bool,
     },
 }
 
@@ -89,7 +94,15 @@ pub fn parse(payload: Value, now: DateTime<Utc>) -> Result<Invocation, HandlerEr
             Manual::Run { time } => Invocation::Run {
                 time: time.unwrap_or(now),
             },
-            Manual::Revert { campaign, entity } => Invocation::Revert { campaign, entity },
+            Manual::Revert {
+                campaign,
+                entity,
+                force,
+            } => Invocation::Revert {
+                campaign,
+                entity,
+                force,
+            },
         });
     }
     let event: EventBridgeEvent<Value> = serde_json::from_value(payload).map_err(|e| {
@@ -178,9 +191,11 @@ where
         .map(|left| Instant::now() + stop_after(Duration::from_millis(left.unsigned_abs())));
     let report = match parse(payload, now)? {
         Invocation::Run { time } => engine.run_until(time, deadline).await,
-        Invocation::Revert { campaign, entity } => {
-            engine.revert(&campaign, entity.as_deref()).await?
-        }
+        Invocation::Revert {
+            campaign,
+            entity,
+            force,
+        } => engine.revert(&campaign, entity.as_deref(), force).await?,
     };
     emit_metrics(&report);
     serde_json::to_value(&report).map_err(|e| HandlerError::Report(e.to_string()))
@@ -227,7 +242,8 @@ mod tests {
             parse(p, now()).unwrap(),
             Invocation::Revert {
                 campaign: "brand-search".into(),
-                entity: Some("555".into())
+                entity: Some("555".into()),
+                force: false
             }
         );
         let p = json!({"action": "revert", "campaign": "brand-search"});
@@ -235,9 +251,25 @@ mod tests {
             parse(p, now()).unwrap(),
             Invocation::Revert {
                 campaign: "brand-search".into(),
-                entity: None
+                entity: None,
+                force: false
             }
         );
+    }
+
+    #[test]
+    fn a_revert_payload_may_force_past_a_hand_changed_bid() {
+        let p = json!({"action": "revert", "campaign": "brand-search", "force": true});
+        assert_eq!(
+            parse(p, now()).unwrap(),
+            Invocation::Revert {
+                campaign: "brand-search".into(),
+                entity: None,
+                force: true
+            }
+        );
+        let p = json!({"action": "revert", "campaign": "brand-search", "force": "yes"});
+        assert!(parse(p, now()).is_err());
     }
 
     #[test]

@@ -114,12 +114,13 @@ impl AdPlatforms for Platforms {
         change: Change,
         validate_only: bool,
         idempotency_key: &str,
+        bid_strategy: Option<&str>,
     ) -> Result<(), PlatformError> {
         let p = campaign.platform;
         match p {
             Platform::GoogleAds => match &self.google_ads {
                 Some(client) => client
-                    .apply(campaign, change, validate_only)
+                    .apply(campaign, change, validate_only, bid_strategy)
                     .await
                     .map_err(|e| platform_error(p, e)),
                 None => Err(not_configured(p)),

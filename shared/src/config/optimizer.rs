@@ -398,6 +398,14 @@ impl CampaignConfig {
             Some(_) => return Err(("minor_unit_digits", "must be between 0 and 6".into())),
             None => units::minor_unit_digits(&currency),
         };
+        // Meta takes amounts in its own currency offsets (whole pesos for COP, cents for BHD), so a Meta
+        // bid moves in the coarser of that step and the currency's minor unit.
+        let bid_unit = match self.platform {
+            Platform::Meta => units::micros_per_minor_unit(digits).max(
+                units::micros_per_minor_unit(units::meta_amount_digits(&currency)),
+            ),
+            _ => units::micros_per_minor_unit(digits),
+        };
         let generic = if self.platform == Platform::Generic {
             let metrics_url = self.metrics_url.clone().unwrap_or_default();
             let bid_url = self.bid_url.clone().unwrap_or_default();
@@ -458,7 +466,7 @@ impl CampaignConfig {
                 cooldown_hours: self.cooldown_hours,
                 min_bid_micros: min_bid,
                 max_bid_micros: max_bid,
-                bid_unit_micros: units::micros_per_minor_unit(digits),
+                bid_unit_micros: bid_unit,
                 currency_digits: digits,
             },
             lookback_days: self.lookback_days,
@@ -688,6 +696,25 @@ bid_url = "http://127.0.0.1:18185/bids/123"
         let text = "[optimizer.meta]\naccess_token = { env = \"META_TOKEN\" }\n[[optimizer.campaigns]]\nname = \"m\"\nplatform = \"meta\"\naccount = \"act_1\"\nentity = \"campaign\"\nentity_id = \"1\"\ncurrency = \"BRL\"\ntarget_cpa = 4.0\n";
         let err = load_str("f.toml", text).unwrap_err();
         assert_eq!(err.field, "optimizer.campaigns[0].entity");
+    }
+
+    #[test]
+    fn meta_bids_step_in_metas_currency_offsets() {
+        let meta = |currency: &str| {
+            let text = format!(
+                "[optimizer.meta]\naccess_token = {{ env = \"META_TOKEN\" }}\n[[optimizer.campaigns]]\nname = \"m\"\nplatform = \"meta\"\naccount = \"act_1\"\nentity = \"ad_set\"\nentity_id = \"1\"\ncurrency = \"{currency}\"\ntarget_cpa = 4.0\n"
+            );
+            let loaded = load_str("f.toml", &text).unwrap();
+            loaded.config.optimizer.resolve_campaigns().unwrap()[0]
+                .guardrails
+                .bid_unit_micros
+        };
+        // Whole pesos (Meta offset 1), though ISO gives COP cents.
+        assert_eq!(meta("COP"), 1_000_000);
+        assert_eq!(meta("TWD"), 1_000_000);
+        // Hundredths (Meta offset 100), though ISO gives BHD thousandths.
+        assert_eq!(meta("BHD"), 10_000);
+        assert_eq!(meta("USD"), 10_000);
     }
 
     #[test]

@@ -323,8 +323,37 @@ fn ratio(bp: i64) -> String {
     format!("{whole}.{}", text.trim_end_matches('0'))
 }
 
+/// A bid held within the guardrails: at least `min_bid` (and one platform unit), at most `max_bid`.
+/// Reverts pass the bid they restore through it, so a revert never leaves the configured range.
+pub fn within_bounds(bid_micros: i64, g: &Guardrails) -> (i64, Option<Clamp>) {
+    let floor = g.min_bid_micros.unwrap_or(0).max(g.bid_unit_micros.max(1));
+    if bid_micros < floor {
+        (floor, Some(Clamp::MinBid))
+    } else if let Some(max) = g.max_bid_micros.filter(|max| bid_micros > *max) {
+        (max, Some(Clamp::MaxBid))
+    } else {
+        (bid_micros, None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bid_is_held_within_min_and_max_bid() {
+        let mut g = super::Guardrails::article_defaults("USD");
+        g.min_bid_micros = Some(500_000);
+        g.max_bid_micros = Some(2_000_000);
+        assert_eq!(super::within_bounds(1_000_000, &g), (1_000_000, None));
+        assert_eq!(
+            super::within_bounds(400_000, &g),
+            (500_000, Some(super::Clamp::MinBid))
+        );
+        assert_eq!(
+            super::within_bounds(3_000_000, &g),
+            (2_000_000, Some(super::Clamp::MaxBid))
+        );
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -10,12 +10,14 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::decide::within_bounds;
 use super::plan::{self, Candidate};
 use super::ports::{
     AdPlatforms, Change, ChangeRecord, ChangeStatus, Claim, Delivery, EntryKind, JournalEntry,
-    Notifier, Observation, OptimizerStore, OutcomeKind, RunSummary, Snapshot, Window,
+    Notifier, Observation, OptimizerStore, OutcomeKind, PendingChange, RunSummary, Snapshot,
+    Window,
 };
-use super::{Action, Campaign, Mode, Platform, Rule, decide};
+use super::{Action, Campaign, Clamp, Mode, Platform, Rule, decide, units};
 use crate::error::{ErrorClass, Retryable};
 use crate::ports::{Clock, Randomness, StoreError};
 
@@ -104,6 +106,17 @@ pub enum RevertError {
     NothingToRevert(String),
     #[error("the last change of campaign {0:?} was already reverted ({1})")]
     AlreadyReverted(String, &'static str),
+    #[error(
+        "campaign {campaign:?} was changed on the platform since its last change: {reason}; \
+         revert with --force to restore the bid before that change anyway"
+    )]
+    ChangedOnPlatform { campaign: String, reason: String },
+    #[error("campaign {0:?} cannot be reverted now: {1}")]
+    Conflict(String, String),
+    #[error("campaign {0:?} has nothing to restore: {1}")]
+    NothingToRestore(String, String),
+    #[error("reading campaign {0:?} from the platform failed: {1}")]
+    Platform(String, String),
     #[error("journal unavailable: {0}")]
     Store(#[from] StoreError),
 }
@@ -112,6 +125,7 @@ impl Retryable for RevertError {
     fn class(&self) -> ErrorClass {
         match self {
             RevertError::Store(e) => e.class(),
+            RevertError::Conflict(..) | RevertError::Platform(..) => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -145,11 +159,29 @@ pub struct Engine<P, S, N> {
     generic: Semaphore,
 }
 
+/// How long a claim holds an entity: at least the longest invocation (Lambda's limit is 15 minutes), so
+/// that only a dead invocation's claim is ever resolved by another.
+pub const CLAIM_LEASE_MINUTES: i64 = 15;
+
 /// A campaign after phase one: its entry so far and the change it wants, if any.
 struct Evaluated {
     entry: JournalEntry,
     change: Option<(Change, i64)>,
     record_hour: DateTime<Utc>,
+    /// The claim id of the entity's last applied change when it was read (the claim's condition).
+    seen_latest: Option<String>,
+    /// The bidding strategy the platform reported.
+    bid_strategy: Option<String>,
+}
+
+/// How a claimed change ended, for the caller.
+enum Claimed {
+    /// Claimed, and the outcome recorded with the journal entry in one transaction.
+    Journaled,
+    /// The entry still has to be journaled (claiming or recording failed, or the outcome is unknown).
+    NotJournaled,
+    /// Not claimed: taken by another invocation, or the entity is locked or changed.
+    Refused(Claim),
 }
 
 impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
@@ -285,21 +317,27 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                         mut entry,
                         change,
                         record_hour,
+                        seen_latest,
+                        bid_strategy,
                     } = ev;
+                    let mut journaled = false;
                     if let (Some(campaign), Some((change, before))) = (campaigns.get(i), change) {
                         if out_of_time(deadline) {
                             entry.outcome = OutcomeKind::Skipped;
                             entry.reason = format!("{}; {OUT_OF_TIME}", entry.reason);
                         } else if allowed {
-                            self.execute(
-                                campaign,
-                                &mut entry,
-                                change,
-                                before,
-                                &run_id,
-                                record_hour,
-                            )
-                            .await;
+                            journaled = self
+                                .execute(
+                                    campaign,
+                                    &mut entry,
+                                    change,
+                                    before,
+                                    &run_id,
+                                    record_hour,
+                                    seen_latest.as_deref(),
+                                    bid_strategy.as_deref(),
+                                )
+                                .await;
                         } else {
                             entry.outcome = OutcomeKind::Skipped;
                             entry.reason = format!(
@@ -309,8 +347,13 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                             );
                         }
                     }
-                    // Journaled as soon as it is final, so a run cut short keeps what it did.
-                    let error = self.store.put_journal(&entry).await.err();
+                    // Journaled as soon as it is final, so a run cut short keeps what it did. An applied
+                    // change's entry was written with its outcome, in one transaction.
+                    let error = if journaled {
+                        None
+                    } else {
+                        self.store.put_journal(&entry).await.err()
+                    };
                     let error = error.map(|e| format!("{}: {e}", entry.campaign_id));
                     (entry, error)
                 }
@@ -407,31 +450,37 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
         deadline: Option<Instant>,
     ) -> Evaluated {
         let mut entry = self.new_entry(c, EntryKind::Evaluation, run_id);
+        let done = |entry: JournalEntry| Evaluated {
+            entry,
+            change: None,
+            record_hour: run_hour,
+            seen_latest: None,
+            bid_strategy: None,
+        };
         let fail = |mut entry: JournalEntry, reason: String| {
             entry.outcome = OutcomeKind::Failed;
             entry.reason = reason;
-            Evaluated {
-                entry,
-                change: None,
-                record_hour: run_hour,
-            }
+            done(entry)
         };
         let entity_key = c.entity_key();
-        let latest = match self.store.latest_change(&entity_key).await {
-            Ok(latest) => latest,
+        let state = match self.store.entity_state(&entity_key).await {
+            Ok(state) => state,
             Err(e) => return fail(entry, format!("journal read failed: {e}")),
         };
+        if let Some(p) = &state.pending
+            && p.lease_until > self.clock.now()
+        {
+            entry.outcome = OutcomeKind::Skipped;
+            entry.reason = locked_reason(p);
+            return done(entry);
+        }
         let window = Window::ending(run_hour, c.lookback_days);
         let observed: Result<Observation, _> = {
             let _permit = self.semaphore(c.platform).acquire().await.ok();
             if out_of_time(deadline) {
                 entry.outcome = OutcomeKind::Skipped;
                 entry.reason = OUT_OF_TIME.to_string();
-                return Evaluated {
-                    entry,
-                    change: None,
-                    record_hour: run_hour,
-                };
+                return done(entry);
             }
             self.platforms.fetch(c, window).await
         };
@@ -447,6 +496,14 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                     ),
                 );
             }
+        };
+        // A change a dead invocation claimed: what the platform shows now says whether it applied.
+        let latest = match state.pending {
+            Some(p) => match self.resolve(c, p, state.latest, &obs, run_id).await {
+                Ok(latest) => latest,
+                Err(reason) => return fail(entry, reason),
+            },
+            None => state.latest,
         };
         entry.metrics = Some(obs.metrics);
         let snapshot = Snapshot {
@@ -503,8 +560,18 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                     to_micros: decision.bid_after_micros,
                 },
             };
-            entry.change = Some(change);
-            Some((change, decision.bid_before_micros))
+            match (&obs.bid_fixed, change) {
+                // The strategy ignores or refuses the bid field: never sent, in any mode.
+                (Some(fixed), Change::SetBid { .. }) => {
+                    entry.outcome = OutcomeKind::Skipped;
+                    entry.reason = format!("{}; not sent: {fixed}", decision.reason);
+                    None
+                }
+                _ => {
+                    entry.change = Some(change);
+                    Some((change, decision.bid_before_micros))
+                }
+            }
         } else {
             entry.outcome = match decision.rule {
                 Rule::InsufficientData | Rule::Cooldown | Rule::EntityPaused => {
@@ -519,10 +586,70 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
             entry,
             change,
             record_hour: run_hour,
+            seen_latest: latest.map(|l| l.claim_id),
+            bid_strategy: obs.bid_strategy,
         }
     }
 
-    /// Makes (or validates, or only reports) one decided change, and sets the entry's outcome.
+    /// Records the outcome of a change a dead invocation claimed (its lease is over) from what the
+    /// platform shows now, with its own journal entry, and returns the entity's last applied change.
+    async fn resolve(
+        &self,
+        c: &Campaign,
+        pending: PendingChange,
+        latest: Option<ChangeRecord>,
+        obs: &Observation,
+        by: &str,
+    ) -> Result<Option<ChangeRecord>, String> {
+        let record = pending.record;
+        let (status, outcome, why) = match obs.shows(record.change) {
+            Some(true) => (
+                ChangeStatus::Applied,
+                OutcomeKind::Applied,
+                "the platform shows the change: recorded as applied",
+            ),
+            Some(false) => (
+                ChangeStatus::Failed,
+                OutcomeKind::Failed,
+                "the platform does not show the change: recorded as not applied",
+            ),
+            None => (
+                ChangeStatus::Failed,
+                OutcomeKind::Failed,
+                "the platform does not report the bid, so the change cannot be confirmed: recorded \
+                 as not applied",
+            ),
+        };
+        let kind = if record.claim_id.starts_with("revert:") {
+            EntryKind::Revert
+        } else {
+            EntryKind::Evaluation
+        };
+        let mut entry = self.new_entry(c, kind, &record.claim_id);
+        entry.rule = Some(RESOLVED.to_string());
+        entry.change = Some(record.change);
+        entry.bid_before_micros = Some(record.bid_before_micros);
+        entry.bid_after_micros = Some(record.bid_after_micros);
+        entry.outcome = outcome;
+        entry.reason = format!(
+            "the change claimed for {} was never recorded (its invocation stopped or timed out); {by} \
+             read the entity back: {why}",
+            record.claim_id
+        );
+        tracing::warn!(campaign = %c.id, claim = %record.claim_id, outcome = outcome.as_str(), "resolving an unrecorded change");
+        match self.store.record_change(&record, status, &entry).await {
+            Ok(()) if status == ChangeStatus::Applied => Ok(Some(record)),
+            Ok(()) => Ok(latest),
+            Err(e) => Err(format!(
+                "the change claimed for {} is unrecorded, and recording it failed: {e}",
+                record.claim_id
+            )),
+        }
+    }
+
+    /// Makes (or validates, or only reports) one decided change, and sets the entry's outcome. Returns
+    /// whether the entry was journaled already (with the change's outcome, in one transaction).
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         c: &Campaign,
@@ -531,20 +658,25 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
         before: i64,
         claim_id: &str,
         run_hour: DateTime<Utc>,
-    ) {
+        seen_latest: Option<&str>,
+        bid_strategy: Option<&str>,
+    ) -> bool {
         let after = entry.bid_after_micros.unwrap_or(before);
         let decided = entry.reason.clone();
         match c.mode {
             Mode::NotifyOnly => {
                 entry.outcome = OutcomeKind::NotifyOnly;
                 entry.reason = format!("{decided} (notify-only: not sent to the platform)");
+                false
             }
             Mode::DryRun => {
                 let key = change_key(&c.entity_key(), claim_id);
                 if self.platforms.supports_validate_only(c) {
                     let result = {
                         let _permit = self.semaphore(c.platform).acquire().await.ok();
-                        self.platforms.apply(c, change, true, &key).await
+                        self.platforms
+                            .apply(c, change, true, &key, bid_strategy)
+                            .await
                     };
                     match result {
                         Ok(()) => {
@@ -566,6 +698,7 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                     entry.outcome = OutcomeKind::DryRun;
                     entry.reason = format!("{decided} (dry-run: not applied)");
                 }
+                false
             }
             Mode::Apply => {
                 let record = ChangeRecord {
@@ -578,74 +711,143 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                     bid_after_micros: after,
                     at: self.clock.now(),
                 };
-                self.apply_claimed(c, entry, &record, &decided).await;
+                match self
+                    .apply_claimed(c, entry, &record, &decided, seen_latest, bid_strategy)
+                    .await
+                {
+                    Claimed::Journaled => true,
+                    Claimed::NotJournaled => false,
+                    Claimed::Refused(Claim::Taken(status)) => {
+                        entry.outcome = OutcomeKind::Skipped;
+                        entry.reason = format!(
+                            "{decided}; already {} by another invocation for {}",
+                            status.as_str(),
+                            record.claim_id
+                        );
+                        false
+                    }
+                    Claimed::Refused(claim) => {
+                        let why = match claim {
+                            Claim::Conflict(why) => why,
+                            _ => "the claim was refused".to_string(),
+                        };
+                        entry.outcome = OutcomeKind::Skipped;
+                        entry.reason = format!("{decided}; change not made: {why}");
+                        false
+                    }
+                }
             }
         }
     }
 
-    /// Claims, applies and records one change; sets the entry's outcome.
+    /// The one way a change is made, for runs and reverts alike: claim it (which locks the entity), apply
+    /// it, and record the outcome with its journal entry in one transaction. When the platform's answer
+    /// leaves it unclear whether the change landed (a timeout, a 5xx), the entity is read back: a change
+    /// that shows is recorded as applied; otherwise the claim stays pending, and the first run or revert
+    /// after its lease reads the entity back again and records what it finds.
     async fn apply_claimed(
         &self,
         c: &Campaign,
         entry: &mut JournalEntry,
         record: &ChangeRecord,
         decided: &str,
-    ) {
-        match self.store.claim_change(record).await {
+        seen_latest: Option<&str>,
+        bid_strategy: Option<&str>,
+    ) -> Claimed {
+        let lease_until = self.clock.now() + chrono::Duration::minutes(CLAIM_LEASE_MINUTES);
+        match self
+            .store
+            .claim_change(record, seen_latest, lease_until)
+            .await
+        {
             Err(e) => {
                 entry.outcome = OutcomeKind::Failed;
                 entry.reason = format!("{decided}; change not made: claiming it failed: {e}");
-                return;
-            }
-            Ok(Claim::Taken(status)) => {
-                entry.outcome = OutcomeKind::Skipped;
-                entry.reason = format!(
-                    "{decided}; already {} by another invocation for {}",
-                    status.as_str(),
-                    record.claim_id
-                );
-                return;
+                return Claimed::NotJournaled;
             }
             Ok(Claim::Claimed) => {}
+            Ok(refused) => return Claimed::Refused(refused),
         }
         let key = change_key(&record.entity_key, &record.claim_id);
         let result = {
             let _permit = self.semaphore(c.platform).acquire().await.ok();
-            self.platforms.apply(c, record.change, false, &key).await
+            self.platforms
+                .apply(c, record.change, false, &key, bid_strategy)
+                .await
         };
-        let (status, outcome, reason) = match result {
-            Ok(()) => (
-                ChangeStatus::Applied,
-                OutcomeKind::Applied,
-                decided.to_string(),
-            ),
-            Err(e) => (
-                ChangeStatus::Failed,
-                OutcomeKind::Failed,
-                format!(
+        let status = match result {
+            Ok(()) => {
+                entry.outcome = OutcomeKind::Applied;
+                entry.reason = decided.to_string();
+                ChangeStatus::Applied
+            }
+            Err(e) if e.class == ErrorClass::Permanent => {
+                entry.outcome = OutcomeKind::Failed;
+                entry.reason = format!(
                     "{decided}; the platform refused the change ({}): {}",
                     e.class.as_str(),
                     e.reason
-                ),
-            ),
-        };
-        let reason = match self.store.finish_change(record, status, &reason).await {
-            Ok(()) => reason,
+                );
+                ChangeStatus::Failed
+            }
             Err(e) => {
-                tracing::error!(campaign = %c.id, error = %e, "recording the change's status failed");
-                format!("{reason}; recording the change's status failed: {e}")
+                // The change may have landed: read the entity back before deciding.
+                let window = Window::ending(record.run_hour, c.lookback_days);
+                let back = {
+                    let _permit = self.semaphore(c.platform).acquire().await.ok();
+                    self.platforms.fetch(c, window).await
+                };
+                let shows = back.as_ref().ok().and_then(|o| o.shows(record.change));
+                if shows == Some(true) {
+                    entry.outcome = OutcomeKind::Applied;
+                    entry.reason = format!(
+                        "{decided} (the platform answered {}, but reading the entity back shows the \
+                         change)",
+                        e.reason
+                    );
+                    ChangeStatus::Applied
+                } else {
+                    let read = match back {
+                        Ok(_) if shows.is_none() => {
+                            "the platform does not report the bid".to_string()
+                        }
+                        Ok(_) => "reading the entity back does not show the change yet".to_string(),
+                        Err(back) => format!("reading the entity back failed: {}", back.reason),
+                    };
+                    entry.outcome = OutcomeKind::Failed;
+                    entry.reason = format!(
+                        "{decided}; the platform did not confirm the change ({}): {}; {read}; \
+                         {UNRESOLVED}",
+                        e.class.as_str(),
+                        e.reason
+                    );
+                    tracing::warn!(campaign = %c.id, claim = %record.claim_id, "change outcome unknown; left claimed");
+                    return Claimed::NotJournaled;
+                }
             }
         };
-        entry.outcome = outcome;
-        entry.reason = reason;
+        match self.store.record_change(record, status, entry).await {
+            Ok(()) => Claimed::Journaled,
+            Err(e) => {
+                tracing::error!(campaign = %c.id, error = %e, "recording the change's outcome failed");
+                entry.reason = format!(
+                    "{}; recording the outcome failed: {e}; {UNRESOLVED}",
+                    entry.reason
+                );
+                Claimed::NotJournaled
+            }
+        }
     }
 
-    /// Restores the entity's bid (or status) before its last applied change. Journaled and notified.
-    /// `entity`, when given, must be the campaign's entity id.
+    /// Restores the entity's bid (or status) before its last applied change, through the same claim,
+    /// lock, apply and record as a run. The restored bid is held within `min_bid` / `max_bid`. Refused
+    /// when the platform no longer shows what the last change set (someone changed it by hand), unless
+    /// `force`. Journaled and notified. `entity`, when given, must be the campaign's entity id.
     pub async fn revert(
         &self,
         campaign_id: &str,
         entity: Option<&str>,
+        force: bool,
     ) -> Result<RunReport, RevertError> {
         let started_at = self.clock.now();
         let c = self
@@ -661,64 +863,169 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
             });
         }
         let entity_key = c.entity_key();
-        let last = self
-            .store
-            .latest_change(&entity_key)
-            .await?
-            .ok_or_else(|| RevertError::NothingToRevert(c.id.clone()))?;
-        let change = match last.change {
-            Change::Pause => Change::Resume,
-            Change::Resume => Change::Pause,
+        let state = self.store.entity_state(&entity_key).await?;
+        if let Some(p) = &state.pending
+            && p.lease_until > started_at
+        {
+            return Err(RevertError::Conflict(c.id.clone(), locked_reason(p)));
+        }
+        if state.latest.is_none() && state.pending.is_none() {
+            return Err(RevertError::NothingToRevert(c.id.clone()));
+        }
+        let window = Window::ending(run_hour_of(started_at), c.lookback_days);
+        let obs = {
+            let _permit = self.semaphore(c.platform).acquire().await.ok();
+            self.platforms.fetch(c, window).await
+        }
+        .map_err(|e| RevertError::Platform(c.id.clone(), e.reason))?;
+        let by = format!("revert at {}", run_id_of(started_at));
+        let latest = match state.pending {
+            Some(p) => self
+                .resolve(c, p, state.latest, &obs, &by)
+                .await
+                .map_err(|why| RevertError::Conflict(c.id.clone(), why))?,
+            None => state.latest,
+        };
+        let last = latest.ok_or_else(|| RevertError::NothingToRevert(c.id.clone()))?;
+        let digits = c.guardrails.currency_digits;
+        let money =
+            |micros: i64| format!("{} {}", units::format_amount(micros, digits), c.currency);
+        let mut notes = Vec::new();
+        let drift = match last.change {
+            Change::SetBid { to_micros, .. } => match obs.bid_micros {
+                Some(bid) if bid != to_micros => Some(format!(
+                    "the platform's bid is {}, not the {} the change for {} set",
+                    money(bid),
+                    money(to_micros),
+                    last.claim_id
+                )),
+                Some(_) => None,
+                None => {
+                    notes.push(
+                        "the platform does not report its bid, so it was not compared with the \
+                         journal"
+                            .to_string(),
+                    );
+                    None
+                }
+            },
+            Change::Pause if !obs.paused => Some(format!(
+                "the entity is active, but the change for {} paused it",
+                last.claim_id
+            )),
+            Change::Resume if obs.paused => Some(format!(
+                "the entity is paused, but the change for {} resumed it",
+                last.claim_id
+            )),
+            Change::Pause | Change::Resume => None,
+        };
+        if let Some(reason) = drift {
+            if !force {
+                return Err(RevertError::ChangedOnPlatform {
+                    campaign: c.id.clone(),
+                    reason,
+                });
+            }
+            notes.push(format!("forced: {reason}"));
+        }
+        let (change, before, after) = match last.change {
+            Change::Pause => (
+                Change::Resume,
+                last.bid_after_micros,
+                last.bid_before_micros,
+            ),
+            Change::Resume => (Change::Pause, last.bid_after_micros, last.bid_before_micros),
             Change::SetBid {
                 from_micros,
                 to_micros,
-            } => Change::SetBid {
-                from_micros: to_micros,
-                to_micros: from_micros,
-            },
+            } => {
+                if let Some(fixed) = &obs.bid_fixed {
+                    return Err(RevertError::NothingToRestore(c.id.clone(), fixed.clone()));
+                }
+                let now = obs.bid_micros.unwrap_or(to_micros);
+                let (restore, clamp) = within_bounds(from_micros, &c.guardrails);
+                match clamp {
+                    Some(Clamp::MinBid) => notes.push(format!(
+                        "{} is below min_bid: restored to {}",
+                        money(from_micros),
+                        money(restore)
+                    )),
+                    Some(Clamp::MaxBid) => notes.push(format!(
+                        "{} is above max_bid: restored to {}",
+                        money(from_micros),
+                        money(restore)
+                    )),
+                    None => {}
+                }
+                if restore == now {
+                    return Err(RevertError::NothingToRestore(
+                        c.id.clone(),
+                        format!("the bid is already {}", money(now)),
+                    ));
+                }
+                (
+                    Change::SetBid {
+                        from_micros: now,
+                        to_micros: restore,
+                    },
+                    now,
+                    restore,
+                )
+            }
         };
         let claim_id = format!("revert:{}", last.claim_id);
         let mut entry = self.new_entry(c, EntryKind::Revert, &claim_id);
         entry.rule = Some("revert".to_string());
         entry.change = Some(change);
-        entry.bid_before_micros = Some(last.bid_after_micros);
-        entry.bid_after_micros = Some(last.bid_before_micros);
+        entry.bid_before_micros = Some(before);
+        entry.bid_after_micros = Some(after);
         let record = ChangeRecord {
             entity_key,
             claim_id: claim_id.clone(),
             campaign_id: c.id.clone(),
             run_hour: run_hour_of(started_at),
             change,
-            bid_before_micros: last.bid_after_micros,
-            bid_after_micros: last.bid_before_micros,
+            bid_before_micros: before,
+            bid_after_micros: after,
             at: started_at,
         };
-        let decided = format!("revert of the change made for {}", last.claim_id);
-        if let Claim::Taken(status) = self.store.claim_change(&record).await? {
-            return Err(RevertError::AlreadyReverted(c.id.clone(), status.as_str()));
+        let mut decided = format!("revert of the change made for {}", last.claim_id);
+        if !notes.is_empty() {
+            decided = format!("{decided} ({})", notes.join("; "));
         }
-        // The claim above is held now; apply_claimed would claim again, so apply directly.
-        let key = change_key(&record.entity_key, &record.claim_id);
-        let result = {
-            let _permit = self.semaphore(c.platform).acquire().await.ok();
-            self.platforms.apply(c, change, false, &key).await
+        let journaled = match self
+            .apply_claimed(
+                c,
+                &mut entry,
+                &record,
+                &decided,
+                Some(&last.claim_id),
+                obs.bid_strategy.as_deref(),
+            )
+            .await
+        {
+            Claimed::Journaled => true,
+            Claimed::NotJournaled => false,
+            Claimed::Refused(Claim::Taken(status)) => {
+                return Err(RevertError::AlreadyReverted(c.id.clone(), status.as_str()));
+            }
+            Claimed::Refused(Claim::Conflict(why)) => {
+                return Err(RevertError::Conflict(c.id.clone(), why));
+            }
+            Claimed::Refused(Claim::Claimed) => {
+                return Err(RevertError::Conflict(
+                    c.id.clone(),
+                    "the claim was refused".into(),
+                ));
+            }
         };
-        let (status, outcome, reason) = match result {
-            Ok(()) => (ChangeStatus::Applied, OutcomeKind::Applied, decided),
-            Err(e) => (
-                ChangeStatus::Failed,
-                OutcomeKind::Failed,
-                format!("{decided} failed ({}): {}", e.class.as_str(), e.reason),
-            ),
-        };
-        entry.outcome = outcome;
-        entry.reason = match self.store.finish_change(&record, status, &reason).await {
-            Ok(()) => reason,
-            Err(e) => format!("{reason}; recording the change's status failed: {e}"),
-        };
-        let journal_errors = match self.store.put_journal(&entry).await {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![format!("{}: {e}", entry.campaign_id)],
+        let journal_errors = if journaled {
+            Vec::new()
+        } else {
+            match self.store.put_journal(&entry).await {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![format!("{}: {e}", entry.campaign_id)],
+            }
         };
         Ok(self
             .finish(
@@ -730,6 +1037,22 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
             )
             .await)
     }
+}
+
+/// The rule recorded for a change resolved after its invocation died.
+pub const RESOLVED: &str = "resolve_unrecorded_change";
+
+/// What an entry says when a change's outcome is unknown and stays claimed.
+const UNRESOLVED: &str = "the change stays claimed, and the first run or revert after its lease \
+     reads the entity back and records whether it applied";
+
+fn locked_reason(p: &PendingChange) -> String {
+    format!(
+        "another invocation is changing this entity (the change claimed for {}, held until {})",
+        p.record.claim_id,
+        p.lease_until
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 /// The reason given to campaigns a run had no time left for.
@@ -788,6 +1111,15 @@ mod tests {
         }
     }
 
+    /// What the fake platform's next apply does instead of answering plainly.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Trouble {
+        /// Makes the change, then times out.
+        TimeoutAfterApplying,
+        /// Times out without making the change.
+        TimeoutWithoutApplying,
+    }
+
     /// A platform with a bid per entity; metrics per campaign; some campaigns fail.
     #[derive(Default)]
     struct FakePlatforms {
@@ -795,6 +1127,11 @@ mod tests {
         bids: Mutex<HashMap<String, i64>>,
         down: Vec<String>,
         applied: Mutex<Vec<(String, Change, bool)>>,
+        /// A bid the strategy does not let the optimizer move, and why.
+        fixed: Option<String>,
+        trouble: Mutex<Option<Trouble>>,
+        /// Yield once inside apply, so that concurrent operations interleave there.
+        yield_in_apply: bool,
     }
 
     impl AdPlatforms for FakePlatforms {
@@ -807,10 +1144,12 @@ mod tests {
                 });
             }
             Ok(Observation {
-                metrics: self.metrics.get(&c.id).copied().unwrap_or_default(),
-                bid_micros: self.bids.lock().unwrap().get(&c.entity_id).copied(),
-                paused: false,
-                target_cpa_micros: None,
+                bid_fixed: self.fixed.clone(),
+                ..Observation::plain(
+                    self.metrics.get(&c.id).copied().unwrap_or_default(),
+                    self.bids.lock().unwrap().get(&c.entity_id).copied(),
+                    false,
+                )
             })
         }
         async fn apply(
@@ -819,18 +1158,32 @@ mod tests {
             change: Change,
             validate_only: bool,
             _k: &str,
+            _strategy: Option<&str>,
         ) -> Result<(), PlatformError> {
+            if self.yield_in_apply {
+                tokio::task::yield_now().await;
+            }
             self.applied
                 .lock()
                 .unwrap()
                 .push((c.id.clone(), change, validate_only));
-            if let (Change::SetBid { to_micros, .. }, false) = (change, validate_only) {
+            let trouble = self.trouble.lock().unwrap().take();
+            if let (Change::SetBid { to_micros, .. }, false) = (change, validate_only)
+                && trouble != Some(Trouble::TimeoutWithoutApplying)
+            {
                 self.bids
                     .lock()
                     .unwrap()
                     .insert(c.entity_id.clone(), to_micros);
             }
-            Ok(())
+            match trouble {
+                Some(_) => Err(PlatformError {
+                    platform: "generic",
+                    class: ErrorClass::Retryable,
+                    reason: "timed out".into(),
+                }),
+                None => Ok(()),
+            }
         }
         fn supports_validate_only(&self, _c: &Campaign) -> bool {
             true
@@ -1144,20 +1497,73 @@ mod tests {
             at(20, 10),
         );
         e.run(at(20, 0)).await;
-        let report = e.revert("a", None).await.unwrap();
+        let report = e.revert("a", None, false).await.unwrap();
         assert_eq!(report.kind, EntryKind::Revert);
         assert_eq!(report.outcomes[0].outcome, OutcomeKind::Applied);
         assert_eq!(report.outcomes[0].rule.as_deref(), Some("revert"));
         assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 1_000_000);
         assert_eq!(e.store().journal().len(), 2);
-        assert!(
-            e.revert("a", None).await.is_ok(),
-            "a revert of the revert redoes the change"
+        // Reverting the revert redoes the change.
+        let redo = e.revert("a", None, false).await.unwrap();
+        assert_eq!(redo.outcomes[0].outcome, OutcomeKind::Applied);
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 900_000);
+        assert_eq!(
+            (
+                redo.outcomes[0].bid_before_micros,
+                redo.outcomes[0].bid_after_micros
+            ),
+            (Some(1_000_000), Some(900_000))
         );
     }
 
     #[tokio::test]
     async fn the_same_revert_twice_is_refused() {
+        let mut p = platforms(&["a"]);
+        p.yield_in_apply = true;
+        let e = engine(
+            p,
+            vec![campaign("a", Mode::Apply)],
+            EngineSettings::default(),
+            Preview,
+            at(20, 10),
+        );
+        e.run(at(20, 0)).await;
+        // Two reverts of the same change at once (two operators, or a retried invocation).
+        let (first, second) = tokio::join!(e.revert("a", None, false), e.revert("a", None, false));
+        let (ok, refused) = match (first, second) {
+            (Ok(ok), Err(refused)) | (Err(refused), Ok(ok)) => (ok, refused),
+            other => panic!("exactly one revert must go ahead: {other:?}"),
+        };
+        assert_eq!(ok.outcomes[0].outcome, OutcomeKind::Applied);
+        assert!(
+            matches!(
+                refused,
+                RevertError::AlreadyReverted(_, "pending") | RevertError::Conflict(..)
+            ),
+            "{refused}"
+        );
+        let reverts = e
+            .platforms
+            .applied
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, c, _)| {
+                matches!(
+                    c,
+                    Change::SetBid {
+                        to_micros: 1_000_000,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(reverts, 1, "the platform saw one revert");
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 1_000_000);
+    }
+
+    #[tokio::test]
+    async fn revert_refuses_a_bid_changed_by_hand_unless_forced() {
         let e = engine(
             platforms(&["a"]),
             vec![campaign("a", Mode::Apply)],
@@ -1166,22 +1572,98 @@ mod tests {
             at(20, 10),
         );
         e.run(at(20, 0)).await;
-        e.revert("a", None).await.unwrap();
-        // Pretend the latest change is still the original one (a racing second revert).
+        // Someone sets 1.50 by hand after the optimizer set 0.90.
+        e.platforms
+            .bids
+            .lock()
+            .unwrap()
+            .insert("e-a".into(), 1_500_000);
+        let refused = e.revert("a", None, false).await.unwrap_err();
+        assert!(
+            matches!(&refused, RevertError::ChangedOnPlatform { reason, .. }
+                if reason.contains("1.50 USD") && reason.contains("0.90 USD")),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("--force"), "{refused}");
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 1_500_000);
+
+        let forced = e.revert("a", None, true).await.unwrap();
+        let entry = &forced.outcomes[0];
+        assert_eq!(entry.outcome, OutcomeKind::Applied);
+        assert!(entry.reason.contains("forced"), "{}", entry.reason);
+        assert_eq!(
+            entry.change,
+            Some(Change::SetBid {
+                from_micros: 1_500_000,
+                to_micros: 1_000_000
+            })
+        );
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 1_000_000);
+    }
+
+    #[tokio::test]
+    async fn revert_holds_the_restored_bid_within_min_and_max_bid() {
+        let mut c = campaign("a", Mode::Apply);
+        let e = engine(
+            platforms(&["a"]),
+            vec![c.clone()],
+            EngineSettings::default(),
+            Preview,
+            at(20, 10),
+        );
+        e.run(at(20, 0)).await;
+        // The config now caps bids at 0.95: the revert restores 0.95, not 1.00.
+        c.guardrails.max_bid_micros = Some(950_000);
+        let e = Engine {
+            campaigns: vec![c],
+            ..e
+        };
+        let report = e.revert("a", None, false).await.unwrap();
+        assert_eq!(report.outcomes[0].bid_after_micros, Some(950_000));
+        assert!(
+            report.outcomes[0].reason.contains("above max_bid"),
+            "{}",
+            report.outcomes[0].reason
+        );
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 950_000);
+    }
+
+    #[tokio::test]
+    async fn revert_takes_the_entitys_lock_and_waits_for_a_change_in_flight() {
+        let e = engine(
+            platforms(&["a"]),
+            vec![campaign("a", Mode::Apply)],
+            EngineSettings::default(),
+            Preview,
+            at(21, 5),
+        );
+        e.run(at(20, 0)).await;
+        // The 21:00 run claims its change and is still making it.
         let record = ChangeRecord {
             entity_key: campaign("a", Mode::Apply).entity_key(),
-            claim_id: "revert:2026-11-27T20:00:00Z".into(),
+            claim_id: "2026-11-27T21:00:00Z".into(),
             campaign_id: "a".into(),
-            run_hour: at(20, 0),
-            change: Change::Pause,
-            bid_before_micros: 0,
-            bid_after_micros: 0,
-            at: at(20, 0),
+            run_hour: at(21, 0),
+            change: Change::SetBid {
+                from_micros: 900_000,
+                to_micros: 810_000,
+            },
+            bid_before_micros: 900_000,
+            bid_after_micros: 810_000,
+            at: at(21, 0),
         };
-        assert!(matches!(
-            e.store().claim_change(&record).await,
-            Ok(Claim::Taken(ChangeStatus::Applied))
-        ));
+        let claim = e
+            .store()
+            .claim_change(&record, Some("2026-11-27T20:00:00Z"), at(21, 15))
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Claimed);
+        let refused = e.revert("a", None, false).await.unwrap_err();
+        assert!(
+            matches!(&refused, RevertError::Conflict(_, why) if why.contains("2026-11-27T21:00:00Z")),
+            "{refused}"
+        );
+        assert_eq!(e.platforms.applied.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -1194,15 +1676,15 @@ mod tests {
             at(20, 0),
         );
         assert!(matches!(
-            e.revert("zzz", None).await,
+            e.revert("zzz", None, false).await,
             Err(RevertError::UnknownCampaign(_))
         ));
         assert!(matches!(
-            e.revert("a", Some("other")).await,
+            e.revert("a", Some("other"), false).await,
             Err(RevertError::EntityMismatch { .. })
         ));
         assert!(matches!(
-            e.revert("a", None).await,
+            e.revert("a", None, false).await,
             Err(RevertError::NothingToRevert(_))
         ));
     }
@@ -1220,6 +1702,179 @@ mod tests {
         assert_eq!(report.counts.skipped, 2);
         assert_eq!(report.outcomes[0].reason, OUT_OF_TIME);
         assert_eq!(e.store().journal().len(), 2);
+        assert!(e.platforms.applied.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_applied_change_is_recorded_with_its_journal_entry_and_latest_together() {
+        let e = engine(
+            platforms(&["a"]),
+            vec![campaign("a", Mode::Apply)],
+            EngineSettings::default(),
+            Preview,
+            at(20, 0),
+        );
+        e.store().fail_next_records(1);
+        let report = e.run(at(20, 0)).await;
+        // The record failed: the entry says so and the change stays claimed (no half-written LATEST).
+        let entry = &report.outcomes[0];
+        assert_eq!(entry.outcome, OutcomeKind::Applied);
+        assert!(
+            entry.reason.contains("recording the outcome failed"),
+            "{}",
+            entry.reason
+        );
+        let state = e
+            .store()
+            .entity_state(&campaign("a", Mode::Apply).entity_key())
+            .await
+            .unwrap();
+        assert_eq!(state.latest, None);
+        assert_eq!(
+            state.pending.map(|p| p.record.claim_id).as_deref(),
+            Some("2026-11-27T20:00:00Z")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_left_unrecorded_is_read_back_and_keeps_its_cooldown_and_its_revert() {
+        let mut c = campaign("a", Mode::Apply);
+        c.guardrails.cooldown_hours = 2;
+        let e = engine(
+            platforms(&["a"]),
+            vec![c],
+            EngineSettings::default(),
+            Preview,
+            at(20, 0),
+        );
+        // The 20:00 run applies 1.00 -> 0.90 but its record is lost (a crash, a failed write).
+        e.store().fail_next_records(1);
+        e.run(at(20, 0)).await;
+        let e = Engine {
+            clock: Arc::new(FixedClock(at(21, 0))),
+            ..e
+        };
+        // 21:00, the lease over: the platform shows 0.90, so the change is recorded as applied, and the
+        // two-hour cooldown holds (the old code skipped it and reduced again).
+        let next = e.run(at(21, 0)).await;
+        assert_eq!(
+            next.outcomes[0].rule.as_deref(),
+            Some("cooldown"),
+            "{:?}",
+            next.outcomes[0]
+        );
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 900_000);
+        let resolved = e
+            .store()
+            .journal()
+            .into_iter()
+            .find(|j| j.rule.as_deref() == Some(RESOLVED))
+            .expect("the resolution is journaled");
+        assert_eq!(resolved.outcome, OutcomeKind::Applied);
+        assert_eq!(resolved.run_id, "2026-11-27T20:00:00Z");
+        // And the revert restores the bid before that change, 1.00.
+        e.revert("a", None, false).await.unwrap();
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 1_000_000);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_that_in_fact_applied_is_recorded_as_applied() {
+        let p = platforms(&["a"]);
+        *p.trouble.lock().unwrap() = Some(Trouble::TimeoutAfterApplying);
+        let e = engine(
+            p,
+            vec![campaign("a", Mode::Apply)],
+            EngineSettings::default(),
+            Preview,
+            at(20, 10),
+        );
+        let report = e.run(at(20, 0)).await;
+        let entry = &report.outcomes[0];
+        assert_eq!(entry.outcome, OutcomeKind::Applied, "{}", entry.reason);
+        assert!(
+            entry.reason.contains("reading the entity back shows"),
+            "{}",
+            entry.reason
+        );
+        let state = e
+            .store()
+            .entity_state(&campaign("a", Mode::Apply).entity_key())
+            .await
+            .unwrap();
+        assert_eq!(state.latest.map(|l| l.bid_after_micros), Some(900_000));
+        assert_eq!(state.pending, None);
+        e.revert("a", None, false).await.unwrap();
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 1_000_000);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_that_did_not_apply_stays_claimed_until_the_next_run_reads_it_back() {
+        let p = platforms(&["a"]);
+        *p.trouble.lock().unwrap() = Some(Trouble::TimeoutWithoutApplying);
+        let e = engine(
+            p,
+            vec![campaign("a", Mode::Apply)],
+            EngineSettings::default(),
+            Preview,
+            at(20, 5),
+        );
+        let report = e.run(at(20, 0)).await;
+        assert_eq!(report.outcomes[0].outcome, OutcomeKind::Failed);
+        assert!(report.outcomes[0].reason.contains("stays claimed"));
+        // A retry within the lease leaves the entity alone.
+        let retry = e.run(at(20, 0)).await;
+        assert_eq!(retry.outcomes[0].outcome, OutcomeKind::Skipped);
+        assert!(
+            retry.outcomes[0].reason.contains("another invocation"),
+            "{}",
+            retry.outcomes[0].reason
+        );
+        // The next hour: the platform still shows 1.00, so 20:00 is recorded as not applied, and the
+        // 21:00 run changes the bid from what the platform really has.
+        let e = Engine {
+            clock: Arc::new(FixedClock(at(21, 0))),
+            ..e
+        };
+        let next = e.run(at(21, 0)).await;
+        assert_eq!(
+            next.outcomes[0].outcome,
+            OutcomeKind::Applied,
+            "{}",
+            next.outcomes[0].reason
+        );
+        assert_eq!(next.outcomes[0].bid_before_micros, Some(1_000_000));
+        assert_eq!(e.platforms.bids.lock().unwrap()["e-a"], 900_000);
+        assert_eq!(
+            e.store().change_status(
+                &campaign("a", Mode::Apply).entity_key(),
+                "2026-11-27T20:00:00Z"
+            ),
+            Some(ChangeStatus::Failed)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bid_change_the_strategy_ignores_is_skipped_and_never_sent() {
+        let mut p = platforms(&["a", "b"]);
+        p.fixed = Some("the campaign bids with TARGET_ROAS".into());
+        let e = engine(
+            p,
+            vec![campaign("a", Mode::Apply), campaign("b", Mode::DryRun)],
+            EngineSettings::default(),
+            Preview,
+            at(20, 0),
+        );
+        let report = e.run(at(20, 0)).await;
+        for entry in &report.outcomes {
+            assert_eq!(entry.outcome, OutcomeKind::Skipped);
+            assert!(
+                entry
+                    .reason
+                    .contains("not sent: the campaign bids with TARGET_ROAS"),
+                "{}",
+                entry.reason
+            );
+        }
         assert!(e.platforms.applied.lock().unwrap().is_empty());
     }
 

@@ -3,7 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::ports::{ChangeRecord, ChangeStatus, Claim, JournalEntry, OptimizerStore, Snapshot};
+use chrono::{DateTime, Utc};
+
+use super::ports::{
+    ChangeRecord, ChangeStatus, Claim, EntityState, JournalEntry, OptimizerStore, PendingChange,
+    Snapshot,
+};
 use crate::ports::StoreError;
 
 /// Everything in memory, behind one lock.
@@ -18,6 +23,8 @@ struct Inner {
     journal: Vec<JournalEntry>,
     changes: HashMap<(String, String), (ChangeRecord, ChangeStatus)>,
     latest: HashMap<String, ChangeRecord>,
+    pending: HashMap<String, PendingChange>,
+    failing_records: usize,
 }
 
 fn poisoned() -> StoreError {
@@ -39,6 +46,14 @@ impl MemoryStore {
             .lock()
             .map(|i| i.snapshots.clone())
             .unwrap_or_default()
+    }
+
+    /// Makes the next `count` outcome records fail without writing anything, as a lost write or a
+    /// crash between the platform call and the record would (unit tests).
+    pub fn fail_next_records(&self, count: usize) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.failing_records = count;
+        }
     }
 
     /// Status of a change record.
@@ -70,37 +85,79 @@ impl OptimizerStore for MemoryStore {
         Ok(())
     }
 
-    async fn latest_change(&self, entity_key: &str) -> Result<Option<ChangeRecord>, StoreError> {
-        Ok(self
-            .inner
-            .lock()
-            .map_err(|_| poisoned())?
-            .latest
-            .get(entity_key)
-            .cloned())
+    async fn entity_state(&self, entity_key: &str) -> Result<EntityState, StoreError> {
+        let inner = self.inner.lock().map_err(|_| poisoned())?;
+        Ok(EntityState {
+            latest: inner.latest.get(entity_key).cloned(),
+            pending: inner.pending.get(entity_key).cloned(),
+        })
     }
 
-    async fn claim_change(&self, record: &ChangeRecord) -> Result<Claim, StoreError> {
+    async fn claim_change(
+        &self,
+        record: &ChangeRecord,
+        seen_latest: Option<&str>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
         let key = (record.entity_key.clone(), record.claim_id.clone());
-        match inner.changes.get(&key) {
-            Some((_, status)) if *status != ChangeStatus::Failed => Ok(Claim::Taken(*status)),
-            _ => {
-                inner
-                    .changes
-                    .insert(key, (record.clone(), ChangeStatus::Pending));
-                Ok(Claim::Claimed)
-            }
+        if let Some((_, status)) = inner.changes.get(&key)
+            && *status != ChangeStatus::Failed
+        {
+            return Ok(Claim::Taken(*status));
         }
+        if let Some(p) = inner.pending.get(&record.entity_key) {
+            return Ok(Claim::Conflict(format!(
+                "the entity is locked by the change claimed for {}",
+                p.record.claim_id
+            )));
+        }
+        let latest = inner
+            .latest
+            .get(&record.entity_key)
+            .map(|l| l.claim_id.as_str());
+        if latest != seen_latest {
+            return Ok(Claim::Conflict(format!(
+                "the entity's last change is now {}, not {}",
+                latest.unwrap_or("none"),
+                seen_latest.unwrap_or("none")
+            )));
+        }
+        inner
+            .changes
+            .insert(key, (record.clone(), ChangeStatus::Pending));
+        inner.pending.insert(
+            record.entity_key.clone(),
+            PendingChange {
+                record: record.clone(),
+                lease_until,
+            },
+        );
+        Ok(Claim::Claimed)
     }
 
-    async fn finish_change(
+    async fn record_change(
         &self,
         record: &ChangeRecord,
         status: ChangeStatus,
-        _reason: &str,
+        entry: &JournalEntry,
     ) -> Result<(), StoreError> {
         let mut inner = self.inner.lock().map_err(|_| poisoned())?;
+        if inner.failing_records > 0 {
+            inner.failing_records -= 1;
+            return Err(StoreError::Unavailable("injected record failure".into()));
+        }
+        let held = inner
+            .pending
+            .get(&record.entity_key)
+            .is_some_and(|p| p.record.claim_id == record.claim_id);
+        if !held {
+            return Err(StoreError::Rejected(format!(
+                "the claim {} no longer holds the entity",
+                record.claim_id
+            )));
+        }
+        inner.pending.remove(&record.entity_key);
         inner.changes.insert(
             (record.entity_key.clone(), record.claim_id.clone()),
             (record.clone(), status),
@@ -110,6 +167,7 @@ impl OptimizerStore for MemoryStore {
                 .latest
                 .insert(record.entity_key.clone(), record.clone());
         }
+        inner.journal.push(entry.clone());
         Ok(())
     }
 }

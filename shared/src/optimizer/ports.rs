@@ -34,6 +34,36 @@ pub struct Observation {
     pub paused: bool,
     /// A target CPA reported by the platform (the generic platform's `target_cpa`).
     pub target_cpa_micros: Option<i64>,
+    /// The bidding strategy in effect, as the platform names it (Google `bidding_strategy_type`, Meta
+    /// `bid_strategy`), when it reports one.
+    pub bid_strategy: Option<String>,
+    /// Why the bid cannot be moved under that strategy (the field is ignored or refused). A bid change is
+    /// then `skipped` with this reason and never sent.
+    pub bid_fixed: Option<String>,
+}
+
+impl Observation {
+    /// An observation of metrics, bid and status, on a platform without bidding strategies.
+    pub fn plain(metrics: Metrics, bid_micros: Option<i64>, paused: bool) -> Self {
+        Observation {
+            metrics,
+            bid_micros,
+            paused,
+            target_cpa_micros: None,
+            bid_strategy: None,
+            bid_fixed: None,
+        }
+    }
+
+    /// Whether `change` shows on the entity: `Some(true)` it did, `Some(false)` it did not, `None` the
+    /// platform does not report the bid, so reading it back cannot tell.
+    pub fn shows(&self, change: Change) -> Option<bool> {
+        match change {
+            Change::SetBid { to_micros, .. } => self.bid_micros.map(|bid| bid == to_micros),
+            Change::Pause => Some(self.paused),
+            Change::Resume => Some(!self.paused),
+        }
+    }
 }
 
 /// A change to make on a platform.
@@ -73,13 +103,15 @@ pub trait AdPlatforms: Send + Sync {
     ) -> impl Future<Output = Result<Observation, PlatformError>> + Send;
 
     /// Makes `change`. With `validate_only` the platform checks it without making it (dry-run).
-    /// `idempotency_key` is stable for one entity and one run.
+    /// `idempotency_key` is stable for one entity and one run. `bid_strategy` is the strategy the last
+    /// fetch reported ([`Observation::bid_strategy`]): it selects the field a bid change sets.
     fn apply(
         &self,
         campaign: &Campaign,
         change: Change,
         validate_only: bool,
         idempotency_key: &str,
+        bid_strategy: Option<&str>,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 
     /// Whether the platform can check a change without making it.
@@ -215,13 +247,31 @@ pub struct ChangeRecord {
     pub at: DateTime<Utc>,
 }
 
+/// A claimed change whose outcome is not recorded yet: the entity's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub record: ChangeRecord,
+    /// Until when the claiming invocation may still be making the change (at least the longest
+    /// invocation). After it, the next run or revert resolves the change by reading the entity back.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Where an entity's changes stand: its last applied change and the change in flight, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityState {
+    pub latest: Option<ChangeRecord>,
+    pub pending: Option<PendingChange>,
+}
+
 /// The result of claiming a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This caller holds the claim and must make the change.
+    /// This caller holds the claim (and the entity's lock) and must make the change.
     Claimed,
     /// Another invocation already claimed this change for this claim id.
     Taken(ChangeStatus),
+    /// The entity is locked by another claim, or its last change is no longer the one this caller read.
+    Conflict(String),
 }
 
 /// Durable storage of snapshots, journal entries and the per-entity change records.
@@ -236,25 +286,31 @@ pub trait OptimizerStore: Send + Sync {
         entry: &JournalEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The last applied change to the entity.
-    fn latest_change(
+    /// The entity's last applied change and its change in flight.
+    fn entity_state(
         &self,
         entity_key: &str,
-    ) -> impl Future<Output = Result<Option<ChangeRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<EntityState, StoreError>> + Send;
 
-    /// Claims a change with a conditional write: succeeds only if no record exists for
-    /// (entity, claim id), or the existing one failed. Two racing invocations cannot both win.
+    /// Claims a change and locks the entity, in one transaction: succeeds only if no record exists for
+    /// (entity, claim id) or the existing one failed, no other change holds the entity, and the entity's
+    /// last applied change is still `seen_latest` (its claim id; `None`: no change yet). Two racing
+    /// invocations (runs or reverts) cannot both win.
     fn claim_change(
         &self,
         record: &ChangeRecord,
+        seen_latest: Option<&str>,
+        lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Records how the claimed change ended; an applied change becomes the entity's latest change.
-    fn finish_change(
+    /// Records how the claimed change ended, in one transaction with `entry` (its journal entry): the
+    /// change record's status, the entity's lock released and, when applied, the entity's latest change.
+    /// Fails (and writes nothing) if the caller no longer holds the claim.
+    fn record_change(
         &self,
         record: &ChangeRecord,
         status: ChangeStatus,
-        reason: &str,
+        entry: &JournalEntry,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

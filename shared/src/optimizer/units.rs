@@ -21,6 +21,16 @@ pub fn minor_unit_digits(currency: &str) -> u32 {
     }
 }
 
+/// Decimal digits of Meta's amounts (`bid_amount`, budgets) for an account currency: Meta's own currency
+/// offsets, not ISO 4217. Offset 1 (whole units, 0 digits): CLP, COP, CRC, HUF, ISK, IDR, JPY, KRW, PYG,
+/// TWD; offset 100 (2 digits) for every other currency, including BHD and JOD (3 digits in ISO).
+pub fn meta_amount_digits(currency: &str) -> u32 {
+    match currency.to_ascii_uppercase().as_str() {
+        "CLP" | "COP" | "CRC" | "HUF" | "ISK" | "IDR" | "JPY" | "KRW" | "PYG" | "TWD" => 0,
+        _ => 2,
+    }
+}
+
 /// Micros in one minor unit (cent) for a number of minor-unit digits: 10,000 for 2 digits, 1,000,000 for 0.
 pub fn micros_per_minor_unit(digits: u32) -> i64 {
     10_i64.pow(6_u32.saturating_sub(digits.min(6)))
@@ -196,6 +206,24 @@ pub fn micros_to_f64(micros: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_amounts_use_metas_offsets_not_iso_digits() {
+        for whole in [
+            "COP", "CRC", "HUF", "IDR", "TWD", "CLP", "ISK", "JPY", "KRW", "PYG",
+        ] {
+            assert_eq!(meta_amount_digits(whole), 0, "{whole}");
+        }
+        for hundredths in ["BHD", "JOD", "USD", "EUR", "BRL", "KWD"] {
+            assert_eq!(meta_amount_digits(hundredths), 2, "{hundredths}");
+        }
+        // ISO says otherwise for these: the 100x / 10x errors Meta's offsets avoid.
+        assert_eq!(minor_unit_digits("COP"), 2);
+        assert_eq!(minor_unit_digits("BHD"), 3);
+        // 150 COP is bid_amount=150; 1.234 BHD is bid_amount=123.
+        assert_eq!(micros_to_minor(150_000_000, meta_amount_digits("COP")), 150);
+        assert_eq!(micros_to_minor(1_234_000, meta_amount_digits("BHD")), 123);
+    }
 
     #[test]
     fn zero_decimal_and_three_decimal_currencies_are_known() {

@@ -65,6 +65,8 @@ pub fn parse_metrics(body: &str) -> Result<Observation, String> {
         bid_micros: amount(m.bid, "bid")?,
         paused: m.paused,
         target_cpa_micros: amount(m.target_cpa, "target_cpa")?,
+        bid_strategy: None,
+        bid_fixed: None,
     })
 }
 

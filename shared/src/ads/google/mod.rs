@@ -124,12 +124,14 @@ impl GoogleAdsClient {
         .await
     }
 
-    /// Makes (or with `validate_only`, validates) a change.
+    /// Makes (or with `validate_only`, validates) a change. A bid change sets the field of the campaign's
+    /// bidding strategy (`strategy`, as fetched); one the strategy ignores or refuses is never sent.
     pub async fn apply(
         &self,
         c: &Campaign,
         change: Change,
         validate_only: bool,
+        strategy: Option<&str>,
     ) -> Result<(), ConnectorError> {
         let url = request::mutate_url(
             &self.config.endpoint,
@@ -143,7 +145,12 @@ impl GoogleAdsClient {
             &c.entity_id,
             change,
             validate_only,
-        );
+            strategy,
+        )
+        .map_err(|reason| ConnectorError::Permanent {
+            vendor: VENDOR,
+            reason: format!("not sent: {reason}"),
+        })?;
         let token = self.access_token().await?;
         super::call(
             VENDOR,

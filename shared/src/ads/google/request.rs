@@ -28,17 +28,54 @@ pub fn mutate_url(endpoint: &str, version: &str, customer_id: &str, kind: Entity
     )
 }
 
-/// The GAQL query for one entity's metrics, bid and status over the window. `entity_id` is digits
-/// (checked when the config is loaded), so it cannot alter the query.
+/// The field a bid change sets on a Google Ads entity, chosen by the campaign's bidding strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BidField {
+    /// `ad_group.cpc_bid_micros` (manual CPC bidding).
+    CpcBid,
+    /// `campaign.maximize_conversions.target_cpa_micros`.
+    MaximizeConversionsTargetCpa,
+    /// `campaign.target_cpa.target_cpa_micros` (the standard Target CPA strategy).
+    TargetCpa,
+}
+
+/// The field a bid change may set under `strategy` (`campaign.bidding_strategy_type`), or why none: an ad
+/// group's `cpc_bid_micros` is ignored under Smart Bidding (only manual CPC bidding uses it), and a target
+/// CPA exists only under Maximize Conversions or Target CPA (elsewhere Google refuses it or switches the
+/// strategy).
+pub fn bid_field(kind: EntityKind, strategy: Option<&str>) -> Result<BidField, String> {
+    match (kind, strategy) {
+        (_, None) => Err(
+            "Google reported no campaign.bidding_strategy_type (no rows in the window), so the field \
+             to change is unknown"
+                .into(),
+        ),
+        (EntityKind::AdGroup, Some("MANUAL_CPC" | "ENHANCED_CPC")) => Ok(BidField::CpcBid),
+        (EntityKind::AdGroup, Some(other)) => Err(format!(
+            "the campaign bids with {other}: Google ignores ad_group.cpc_bid_micros under it \
+             (only MANUAL_CPC / ENHANCED_CPC use ad group bids)"
+        )),
+        (_, Some("MAXIMIZE_CONVERSIONS")) => Ok(BidField::MaximizeConversionsTargetCpa),
+        (_, Some("TARGET_CPA")) => Ok(BidField::TargetCpa),
+        (_, Some(other)) => Err(format!(
+            "the campaign bids with {other}: a target CPA applies only to MAXIMIZE_CONVERSIONS or \
+             TARGET_CPA campaigns"
+        )),
+    }
+}
+
+/// The GAQL query for one entity's metrics, bid, status and the campaign's bidding strategy over the
+/// window. `entity_id` is digits (checked when the config is loaded), so it cannot alter the query.
 pub fn metrics_query(kind: EntityKind, entity_id: &str, window: Window) -> String {
     let (resource, fields) = match kind {
         EntityKind::AdGroup => (
             "ad_group",
-            "ad_group.id, ad_group.status, ad_group.cpc_bid_micros",
+            "ad_group.id, ad_group.status, ad_group.cpc_bid_micros, campaign.bidding_strategy_type",
         ),
         _ => (
             "campaign",
-            "campaign.id, campaign.status, campaign.maximize_conversions.target_cpa_micros",
+            "campaign.id, campaign.status, campaign.bidding_strategy_type, \
+             campaign.maximize_conversions.target_cpa_micros, campaign.target_cpa.target_cpa_micros",
         ),
     };
     format!(
@@ -64,35 +101,39 @@ pub fn headers(access_token: &str, login_customer_id: Option<&str>) -> Vec<(&'st
     headers
 }
 
-/// The mutate body for one change. Ad groups change `cpc_bid_micros`; campaigns change the
-/// MaximizeConversions target CPA. `validate_only` makes Google check without applying (dry-run).
+/// The mutate body for one change. A bid change sets the field [`bid_field`] picks for the campaign's
+/// bidding strategy (`strategy`), and is refused (`Err`, never sent) when there is none. `validate_only`
+/// makes Google check without applying (dry-run).
 pub fn mutate_body(
     customer_id: &str,
     kind: EntityKind,
     entity_id: &str,
     change: Change,
     validate_only: bool,
-) -> Value {
-    let (collection, bid_field, bid_mask) = match kind {
-        EntityKind::AdGroup => ("adGroups", "cpcBidMicros", "cpc_bid_micros"),
-        _ => (
-            "campaigns",
-            "maximizeConversions",
-            "maximize_conversions.target_cpa_micros",
-        ),
+    strategy: Option<&str>,
+) -> Result<Value, String> {
+    let collection = match kind {
+        EntityKind::AdGroup => "adGroups",
+        _ => "campaigns",
     };
     let resource_name = format!("customers/{customer_id}/{collection}/{entity_id}");
     let (update, mask) = match change {
         Change::SetBid { to_micros, .. } => {
-            let value = if kind == EntityKind::AdGroup {
-                json!(to_micros.to_string())
-            } else {
-                json!({ "targetCpaMicros": to_micros.to_string() })
-            };
-            (
-                json!({ "resourceName": resource_name, bid_field: value }),
-                bid_mask,
-            )
+            let micros = to_micros.to_string();
+            match bid_field(kind, strategy)? {
+                BidField::CpcBid => (
+                    json!({ "resourceName": resource_name, "cpcBidMicros": micros }),
+                    "cpc_bid_micros",
+                ),
+                BidField::MaximizeConversionsTargetCpa => (
+                    json!({ "resourceName": resource_name, "maximizeConversions": { "targetCpaMicros": micros } }),
+                    "maximize_conversions.target_cpa_micros",
+                ),
+                BidField::TargetCpa => (
+                    json!({ "resourceName": resource_name, "targetCpa": { "targetCpaMicros": micros } }),
+                    "target_cpa.target_cpa_micros",
+                ),
+            }
         }
         Change::Pause => (
             json!({ "resourceName": resource_name, "status": "PAUSED" }),
@@ -103,11 +144,11 @@ pub fn mutate_body(
             "status",
         ),
     };
-    json!({
+    Ok(json!({
         "operations": [{ "updateMask": mask, "update": update }],
         "partialFailure": false,
         "validateOnly": validate_only
-    })
+    }))
 }
 
 /// The form body that exchanges a refresh token for an access token (OAuth2 `refresh_token` grant).
@@ -181,6 +222,7 @@ pub fn parse_search_stream(body: &str, kind: EntityKind) -> Result<Observation, 
     };
     let mut metrics = Metrics::default();
     let mut bid = None;
+    let mut strategy: Option<String> = None;
     let mut paused = false;
     let mut cpc_sum = 0.0;
     let mut cpc_rows = 0u32;
@@ -217,14 +259,21 @@ pub fn parse_search_stream(body: &str, kind: EntityKind) -> Result<Observation, 
                 }
                 _ => {
                     let c = row.get("campaign");
-                    (
-                        c.and_then(|c| c.get("maximizeConversions"))
+                    let target = |field: &str| {
+                        c.and_then(|c| c.get(field))
                             .and_then(|m| m.get("targetCpaMicros"))
-                            .and_then(int64),
-                        c.and_then(|c| c.get("status")),
-                    )
+                            .and_then(int64)
+                    };
+                    let by_strategy = match campaign_strategy(row) {
+                        Some("TARGET_CPA") => target("targetCpa"),
+                        _ => target("maximizeConversions"),
+                    };
+                    (by_strategy, c.and_then(|c| c.get("status")))
                 }
             };
+            if strategy.is_none() {
+                strategy = campaign_strategy(row).map(str::to_string);
+            }
             if bid.is_none() {
                 bid = entity;
             }
@@ -238,12 +287,22 @@ pub fn parse_search_stream(body: &str, kind: EntityKind) -> Result<Observation, 
     } else if cpc_rows > 0 {
         metrics.cpc_micros = Some((cpc_sum / f64::from(cpc_rows)).round() as i64);
     }
+    let bid_fixed = bid_field(kind, strategy.as_deref()).err();
     Ok(Observation {
         metrics,
         bid_micros: bid,
         paused,
         target_cpa_micros: None,
+        bid_strategy: strategy,
+        bid_fixed,
     })
+}
+
+/// A row's `campaign.biddingStrategyType`.
+fn campaign_strategy(row: &Value) -> Option<&str> {
+    row.get("campaign")
+        .and_then(|c| c.get("biddingStrategyType"))
+        .and_then(Value::as_str)
 }
 
 /// Parses a protobuf JSON duration (`"30s"`, `"1.5s"`).
@@ -284,6 +343,20 @@ fn first_error_code(value: &Value) -> Option<String> {
     }
 }
 
+/// Whether any `errorCode` in the error has the value `code` (whatever its error family).
+fn has_error_code(value: &Value, code: &str) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.get("errorCode")
+                .and_then(Value::as_object)
+                .is_some_and(|codes| codes.values().any(|v| v.as_str() == Some(code)))
+                || map.values().any(|v| has_error_code(v, code))
+        }
+        Value::Array(items) => items.iter().any(|v| has_error_code(v, code)),
+        _ => false,
+    }
+}
+
 /// Sorts a Google Ads reply: 2xx success; 429 / `RESOURCE_EXHAUSTED` retryable after `retryDelay`;
 /// 5xx and 408 retryable; other 4xx (bad request, auth, permission) permanent.
 pub fn classify(reply: &Reply) -> Outcome<()> {
@@ -302,6 +375,14 @@ pub fn classify(reply: &Reply) -> Outcome<()> {
     } else {
         format!("HTTP {} {status}: {message}{code}", reply.status)
     };
+    // Two changes to the same entity at once: Google asks for a retry (`databaseError` or `mutateError`
+    // CONCURRENT_MODIFICATION, HTTP 409 ABORTED).
+    if has_error_code(&error, "CONCURRENT_MODIFICATION") || status == "ABORTED" {
+        return Outcome::Retryable {
+            reason,
+            retry_after: None,
+        };
+    }
     if reply.status == 429 || status == "RESOURCE_EXHAUSTED" || status == "UNAVAILABLE" {
         let retry_after = find_retry_delay(&error).or_else(|| reply.retry_after());
         return Outcome::Retryable {
@@ -333,7 +414,7 @@ mod tests {
     #[test]
     fn the_metrics_query_selects_cost_conversions_clicks_and_the_bid() {
         let q = metrics_query(EntityKind::AdGroup, "555", window());
-        assert!(q.starts_with("SELECT ad_group.id, ad_group.status, ad_group.cpc_bid_micros, metrics.cost_micros, metrics.conversions, metrics.clicks, metrics.average_cpc FROM ad_group WHERE ad_group.id = 555"), "{q}");
+        assert!(q.starts_with("SELECT ad_group.id, ad_group.status, ad_group.cpc_bid_micros, campaign.bidding_strategy_type, metrics.cost_micros, metrics.conversions, metrics.clicks, metrics.average_cpc FROM ad_group WHERE ad_group.id = 555"), "{q}");
         assert!(
             q.ends_with("segments.date BETWEEN '2026-11-21' AND '2026-11-27'"),
             "{q}"
@@ -380,7 +461,9 @@ mod tests {
                 to_micros: 900_000,
             },
             false,
-        );
+            Some("MANUAL_CPC"),
+        )
+        .unwrap();
         assert_eq!(
             body,
             json!({"operations":[{"updateMask":"cpc_bid_micros","update":{"resourceName":"customers/123/adGroups/456","cpcBidMicros":"900000"}}],"partialFailure":false,"validateOnly":false})
@@ -398,7 +481,9 @@ mod tests {
                 to_micros: 25_000_000,
             },
             true,
-        );
+            Some("MAXIMIZE_CONVERSIONS"),
+        )
+        .unwrap();
         assert_eq!(
             body["operations"][0]["updateMask"],
             "maximize_conversions.target_cpa_micros"
@@ -412,7 +497,8 @@ mod tests {
 
     #[test]
     fn pauses_set_the_status() {
-        let body = mutate_body("1", EntityKind::AdGroup, "2", Change::Pause, false);
+        // A pause is sent under any strategy (the status is not a bid).
+        let body = mutate_body("1", EntityKind::AdGroup, "2", Change::Pause, false, None).unwrap();
         assert_eq!(body["operations"][0]["updateMask"], "status");
         assert_eq!(body["operations"][0]["update"]["status"], "PAUSED");
     }
@@ -522,6 +608,138 @@ mod tests {
                 reason: "token endpoint HTTP 400 invalid_grant".into()
             }
         );
+    }
+
+    #[test]
+    fn both_queries_select_the_campaigns_bidding_strategy_type() {
+        for kind in [EntityKind::AdGroup, EntityKind::Campaign] {
+            let q = metrics_query(kind, "9", window());
+            assert!(q.contains("campaign.bidding_strategy_type"), "{q}");
+        }
+        assert!(
+            metrics_query(EntityKind::Campaign, "9", window())
+                .contains("campaign.target_cpa.target_cpa_micros")
+        );
+    }
+
+    #[test]
+    fn ad_group_bids_move_only_under_manual_cpc() {
+        assert_eq!(
+            bid_field(EntityKind::AdGroup, Some("MANUAL_CPC")),
+            Ok(BidField::CpcBid)
+        );
+        for smart in [
+            "TARGET_CPA",
+            "MAXIMIZE_CONVERSIONS",
+            "TARGET_ROAS",
+            "MAXIMIZE_CONVERSION_VALUE",
+        ] {
+            let why = bid_field(EntityKind::AdGroup, Some(smart)).unwrap_err();
+            assert!(
+                why.contains(smart) && why.contains("ignores ad_group.cpc_bid_micros"),
+                "{why}"
+            );
+        }
+        assert!(bid_field(EntityKind::AdGroup, None).is_err());
+    }
+
+    #[test]
+    fn target_cpa_moves_only_under_maximize_conversions_or_target_cpa() {
+        assert_eq!(
+            bid_field(EntityKind::Campaign, Some("MAXIMIZE_CONVERSIONS")),
+            Ok(BidField::MaximizeConversionsTargetCpa)
+        );
+        assert_eq!(
+            bid_field(EntityKind::Campaign, Some("TARGET_CPA")),
+            Ok(BidField::TargetCpa)
+        );
+        for other in ["MANUAL_CPC", "TARGET_ROAS", "TARGET_SPEND"] {
+            assert!(
+                bid_field(EntityKind::Campaign, Some(other)).is_err(),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bid_change_the_strategy_ignores_is_never_built() {
+        let change = Change::SetBid {
+            from_micros: 1_000_000,
+            to_micros: 900_000,
+        };
+        assert!(
+            mutate_body(
+                "1",
+                EntityKind::AdGroup,
+                "2",
+                change,
+                false,
+                Some("TARGET_CPA")
+            )
+            .is_err()
+        );
+        assert!(
+            mutate_body(
+                "1",
+                EntityKind::Campaign,
+                "2",
+                change,
+                false,
+                Some("MANUAL_CPC")
+            )
+            .is_err()
+        );
+        let body = mutate_body(
+            "1",
+            EntityKind::Campaign,
+            "2",
+            change,
+            false,
+            Some("TARGET_CPA"),
+        )
+        .unwrap();
+        assert_eq!(
+            body["operations"][0]["updateMask"],
+            "target_cpa.target_cpa_micros"
+        );
+        assert_eq!(
+            body["operations"][0]["update"]["targetCpa"]["targetCpaMicros"],
+            "900000"
+        );
+    }
+
+    #[test]
+    fn the_strategy_is_read_and_a_smart_bidding_ad_group_is_marked_fixed() {
+        let body = r#"[{"results":[{"campaign":{"biddingStrategyType":"TARGET_CPA"},"adGroup":{"cpcBidMicros":"1000000","status":"ENABLED"},
+            "metrics":{"costMicros":"1","conversions":0.0,"clicks":"1"}}]}]"#;
+        let obs = parse_search_stream(body, EntityKind::AdGroup).unwrap();
+        assert_eq!(obs.bid_strategy.as_deref(), Some("TARGET_CPA"));
+        assert!(obs.bid_fixed.is_some());
+        let body = r#"[{"results":[{"campaign":{"biddingStrategyType":"TARGET_CPA","targetCpa":{"targetCpaMicros":"25000000"}},
+            "metrics":{"costMicros":"1","conversions":0.0,"clicks":"1"}}]}]"#;
+        let obs = parse_search_stream(body, EntityKind::Campaign).unwrap();
+        assert_eq!(obs.bid_micros, Some(25_000_000));
+        assert_eq!(obs.bid_fixed, None);
+    }
+
+    #[test]
+    fn concurrent_modification_is_retried() {
+        let body = r#"{"error":{"code":409,"message":"Multiple requests were attempting to modify the same resource at once. Retry the request.","status":"ABORTED",
+          "details":[{"@type":"type.googleapis.com/google.ads.googleads.v25.errors.GoogleAdsFailure",
+          "errors":[{"errorCode":{"databaseError":"CONCURRENT_MODIFICATION"},"message":"Multiple requests were attempting to modify the same resource at once. Retry the request."}]}]}}"#;
+        let reply = Reply {
+            status: 409,
+            headers: vec![],
+            body: body.into(),
+        };
+        assert!(matches!(classify(&reply), Outcome::Retryable { .. }));
+        // The same code under a 400 is still retryable.
+        let reply = Reply {
+            status: 400,
+            headers: vec![],
+            body: body.replace("ABORTED", "INVALID_ARGUMENT"),
+        };
+        assert!(matches!(classify(&reply), Outcome::Retryable { .. }));
     }
 
     #[test]

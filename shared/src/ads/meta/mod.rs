@@ -36,7 +36,6 @@ impl MetaClient {
 
     /// Insights plus the ad set's bid and status (two calls).
     pub async fn fetch(&self, c: &Campaign, window: Window) -> Result<Observation, ConnectorError> {
-        let digits = c.guardrails.currency_digits;
         let url = request::insights_url(
             &self.config.endpoint,
             &self.config.api_version,
@@ -56,18 +55,19 @@ impl MetaClient {
             &self.config.api_version,
             &c.entity_id,
         );
-        let (bid, paused) = super::call(
+        let adset = super::call(
             VENDOR,
             &self.config.retry,
             || self.http.get(&url).header("authorization", self.bearer()),
             request::classify,
-            |reply| request::parse_adset(&reply.body, digits),
+            |reply| request::parse_adset(&reply.body, &c.currency),
         )
         .await?;
-        Ok(request::observation(metrics, bid, paused))
+        Ok(request::observation(metrics, adset))
     }
 
-    /// Edits the ad set (or validates the edit).
+    /// Edits the ad set (or validates the edit). A bid change to an ad set whose strategy has no
+    /// `bid_amount` is refused by the engine before it gets here (see [`request::bid_fixed`]).
     pub async fn apply(
         &self,
         c: &Campaign,
@@ -79,7 +79,7 @@ impl MetaClient {
             &self.config.api_version,
             &c.entity_id,
         );
-        let form = request::update_form(change, c.guardrails.currency_digits, validate_only);
+        let form = request::update_form(change, &c.currency, validate_only);
         super::call(
             VENDOR,
             &self.config.retry,

@@ -29,12 +29,29 @@ pub fn insights_url(endpoint: &str, version: &str, adset_id: &str, window: Windo
     format!("{}/{adset_id}/insights?{query}", base(endpoint, version))
 }
 
-/// `GET /{adset_id}?fields=bid_amount,status`.
+/// `GET /{adset_id}?fields=bid_amount,status,bid_strategy`.
 pub fn adset_url(endpoint: &str, version: &str, adset_id: &str) -> String {
     format!(
-        "{}/{adset_id}?fields=bid_amount%2Cstatus",
+        "{}/{adset_id}?fields=bid_amount%2Cstatus%2Cbid_strategy",
         base(endpoint, version)
     )
+}
+
+/// Why an ad set's `bid_amount` cannot be moved under its `bid_strategy`, if it cannot: without a cap
+/// (`LOWEST_COST_WITHOUT_CAP`) there is no bid, and a minimum ROAS (`LOWEST_COST_WITH_MIN_ROAS`) is not one.
+/// With no strategy reported, an ad set with a `bid_amount` is taken as capped.
+pub fn bid_fixed(strategy: Option<&str>, has_bid: bool) -> Option<String> {
+    match strategy {
+        Some("LOWEST_COST_WITH_BID_CAP" | "COST_CAP" | "TARGET_COST") => None,
+        Some(other @ ("LOWEST_COST_WITHOUT_CAP" | "LOWEST_COST_WITH_MIN_ROAS")) => Some(format!(
+            "the ad set bids with {other}: it has no bid_amount to move"
+        )),
+        Some(other) => Some(format!(
+            "the ad set bids with {other}: only LOWEST_COST_WITH_BID_CAP and COST_CAP use bid_amount"
+        )),
+        None if has_bid => None,
+        None => Some("the ad set reports neither bid_strategy nor bid_amount".into()),
+    }
 }
 
 /// `POST /{adset_id}` (form fields from [`update_form`]).
@@ -42,9 +59,11 @@ pub fn update_url(endpoint: &str, version: &str, adset_id: &str) -> String {
     format!("{}/{adset_id}", base(endpoint, version))
 }
 
-/// The form body of an ad set edit: `bid_amount` in the currency's minor units, or `status`.
-/// `validate_only` adds `execution_options=["validate_only"]`: Meta checks without changing.
-pub fn update_form(change: Change, currency_digits: u32, validate_only: bool) -> String {
+/// The form body of an ad set edit: `bid_amount` in Meta's offset units for the currency
+/// ([`units::meta_amount_digits`]), or `status`. `validate_only` adds `execution_options=["validate_only"]`:
+/// Meta checks without changing.
+pub fn update_form(change: Change, currency: &str, validate_only: bool) -> String {
+    let currency_digits = units::meta_amount_digits(currency);
     let mut form = form_urlencoded::Serializer::new(String::new());
     match change {
         Change::SetBid { to_micros, .. } => {
@@ -117,28 +136,46 @@ pub fn parse_insights(body: &str, conversion_types: &[String]) -> Result<Metrics
     Ok(m)
 }
 
-/// Reads an ad set's `bid_amount` (minor units) and `status`.
-pub fn parse_adset(body: &str, currency_digits: u32) -> Result<(Option<i64>, bool), String> {
+/// What an ad set read reports: its bid, status and bid strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdSet {
+    /// `bid_amount` in micros.
+    pub bid_micros: Option<i64>,
+    pub paused: bool,
+    pub bid_strategy: Option<String>,
+}
+
+/// Reads an ad set's `bid_amount` (Meta's offset units for `currency`), `status` and `bid_strategy`.
+pub fn parse_adset(body: &str, currency: &str) -> Result<AdSet, String> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| format!("ad set response is not JSON: {e}"))?;
-    let bid = value
+    let digits = units::meta_amount_digits(currency);
+    let bid_micros = value
         .get("bid_amount")
         .and_then(|v| number(v, 0))
-        .map(|minor| units::minor_to_micros(minor, currency_digits));
+        .map(|minor| units::minor_to_micros(minor, digits));
     let paused = matches!(
         value.get("status").and_then(Value::as_str),
         Some("PAUSED" | "ARCHIVED")
     );
-    Ok((bid, paused))
+    let bid_strategy = value
+        .get("bid_strategy")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(AdSet {
+        bid_micros,
+        paused,
+        bid_strategy,
+    })
 }
 
-/// Combines both observations.
-pub fn observation(metrics: Metrics, bid: Option<i64>, paused: bool) -> Observation {
+/// Combines both reads.
+pub fn observation(metrics: Metrics, adset: AdSet) -> Observation {
+    let bid_fixed = bid_fixed(adset.bid_strategy.as_deref(), adset.bid_micros.is_some());
     Observation {
-        metrics,
-        bid_micros: bid,
-        paused,
-        target_cpa_micros: None,
+        bid_strategy: adset.bid_strategy,
+        bid_fixed,
+        ..Observation::plain(metrics, adset.bid_micros, adset.paused)
     }
 }
 
@@ -235,18 +272,18 @@ mod tests {
             from_micros: 1_000_000,
             to_micros: 1_500_000,
         };
-        assert_eq!(update_form(change, 2, false), "bid_amount=150");
+        assert_eq!(update_form(change, "USD", false), "bid_amount=150");
         let yen = Change::SetBid {
             from_micros: 0,
             to_micros: 140_000_000,
         };
-        assert_eq!(update_form(yen, 0, false), "bid_amount=140");
+        assert_eq!(update_form(yen, "JPY", false), "bid_amount=140");
     }
 
     #[test]
     fn dry_runs_ask_meta_to_validate_only() {
         assert_eq!(
-            update_form(Change::Pause, 2, true),
+            update_form(Change::Pause, "USD", true),
             "status=PAUSED&execution_options=%5B%22validate_only%22%5D"
         );
     }
@@ -271,14 +308,66 @@ mod tests {
 
     #[test]
     fn the_ad_set_bid_is_read_in_minor_units() {
+        let a = parse_adset(r#"{"bid_amount":100,"status":"ACTIVE","id":"1"}"#, "USD").unwrap();
+        assert_eq!((a.bid_micros, a.paused), (Some(1_000_000), false));
+        let a = parse_adset(r#"{"status":"PAUSED"}"#, "USD").unwrap();
+        assert_eq!((a.bid_micros, a.paused), (None, true));
+    }
+
+    #[test]
+    fn bid_amounts_use_metas_currency_offsets() {
+        let to = |micros| Change::SetBid {
+            from_micros: 0,
+            to_micros: micros,
+        };
+        // COP, CRC, HUF, IDR and TWD have offset 1 (ISO gives them 2 digits): whole units.
+        for whole in ["COP", "CRC", "HUF", "IDR", "TWD"] {
+            assert_eq!(
+                update_form(to(150_000_000), whole, false),
+                "bid_amount=150",
+                "{whole}"
+            );
+            let a = parse_adset(r#"{"bid_amount":150}"#, whole).unwrap();
+            assert_eq!(a.bid_micros, Some(150_000_000), "{whole}");
+        }
+        // BHD and JOD have offset 100 (ISO gives them 3 digits): hundredths.
+        for hundredths in ["BHD", "JOD"] {
+            assert_eq!(
+                update_form(to(1_500_000), hundredths, false),
+                "bid_amount=150"
+            );
+            let a = parse_adset(r#"{"bid_amount":150}"#, hundredths).unwrap();
+            assert_eq!(a.bid_micros, Some(1_500_000));
+        }
+    }
+
+    #[test]
+    fn the_ad_set_read_asks_for_the_bid_strategy() {
         assert_eq!(
-            parse_adset(r#"{"bid_amount":100,"status":"ACTIVE","id":"1"}"#, 2).unwrap(),
-            (Some(1_000_000), false)
+            adset_url("https://graph.facebook.com", "v25.0", "238"),
+            "https://graph.facebook.com/v25.0/238?fields=bid_amount%2Cstatus%2Cbid_strategy"
         );
-        assert_eq!(
-            parse_adset(r#"{"status":"PAUSED"}"#, 2).unwrap(),
-            (None, true)
+    }
+
+    #[test]
+    fn an_ad_set_without_a_bid_cap_has_no_bid_to_move() {
+        let a = parse_adset(
+            r#"{"status":"ACTIVE","bid_strategy":"LOWEST_COST_WITHOUT_CAP"}"#,
+            "USD",
+        )
+        .unwrap();
+        let obs = observation(Metrics::default(), a);
+        assert_eq!(obs.bid_strategy.as_deref(), Some("LOWEST_COST_WITHOUT_CAP"));
+        assert!(
+            obs.bid_fixed
+                .as_deref()
+                .is_some_and(|r| r.contains("LOWEST_COST_WITHOUT_CAP")),
+            "{obs:?}"
         );
+        for capped in ["LOWEST_COST_WITH_BID_CAP", "COST_CAP"] {
+            assert_eq!(bid_fixed(Some(capped), true), None);
+        }
+        assert!(bid_fixed(Some("LOWEST_COST_WITH_MIN_ROAS"), false).is_some());
     }
 
     #[test]
