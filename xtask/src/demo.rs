@@ -69,7 +69,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     let mut stack = local::start(StackOptions {
         moto_port: PortChoice::Prefer(local::DEFAULT_MOTO_PORT),
         api_port: PortChoice::Prefer(local::DEFAULT_API_PORT),
-        config,
+        config: Some(config.unwrap_or_else(local::demo_config)),
         parameters: Default::default(),
         reload: false,
         schedules: false,

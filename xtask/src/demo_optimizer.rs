@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::demo::{DemoContext, Step};
 use crate::{esm, paths};
 
-/// Where `config/fluxo.toml`'s sample campaigns read their metrics.
+/// Where `config/examples/demo.toml`'s sample campaigns read their metrics.
 pub const FAKE_PLATFORM_ADDR: &str = "127.0.0.1:18185";
 
 /// The step, for [`crate::demo::steps`].
@@ -24,7 +24,7 @@ pub fn step() -> Step {
     }
 }
 
-/// The metrics each sample campaign of `config/fluxo.toml` gets: the article's fixture, word for word,
+/// The metrics each sample campaign of `config/examples/demo.toml` gets: the article's fixture, word for word,
 /// for `article`, and one case per guardrail for the others.
 fn sample_platform() -> Result<FakePlatform> {
     let article = std::fs::read_to_string(paths::fixtures().join("seed-campaign-metrics.json"))

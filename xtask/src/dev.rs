@@ -24,7 +24,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     let mut stack = local::start(StackOptions {
         moto_port: PortChoice::Exactly(opts.moto_port.unwrap_or(local::DEFAULT_MOTO_PORT)),
         api_port: PortChoice::Exactly(opts.api_port.unwrap_or(local::DEFAULT_API_PORT)),
-        config: opts.config,
+        config: Some(opts.config.unwrap_or_else(local::demo_config)),
         parameters: opts.parameters,
         reload: true,
         schedules: opts.schedules,

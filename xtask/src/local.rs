@@ -53,7 +53,8 @@ impl PortChoice {
 pub struct StackOptions {
     pub moto_port: PortChoice,
     pub api_port: PortChoice,
-    /// `FLUXO_CONFIG` for the functions.
+    /// The config pushed to the local config bucket, as `cargo xtask config push` does on AWS. `None`
+    /// deploys none: the functions then run the built-in default.
     pub config: Option<PathBuf>,
     /// Template parameter overrides.
     pub parameters: BTreeMap<String, String>,
@@ -100,6 +101,14 @@ fn output_to(show: bool, log: &Path) -> Result<(Stdio, Stdio)> {
     Ok((Stdio::from(file), Stdio::from(err)))
 }
 
+/// The demo's sample config: the local fake platform and a dry-run CRM.
+pub fn demo_config() -> PathBuf {
+    paths::root()
+        .join("config")
+        .join("examples")
+        .join("demo.toml")
+}
+
 /// Builds every function binary, as `cargo lambda watch` will run them, so watch starts without compiling.
 pub async fn build_functions() -> Result<()> {
     println!(
@@ -120,7 +129,6 @@ pub fn function_environment(
     info: &StackInfo,
     parameters: &BTreeMap<String, String>,
     moto_url: &str,
-    config: Option<&Path>,
 ) -> Result<BTreeMap<String, String>> {
     let resolver = info.resolver(template.parameter_values(parameters));
     let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -146,9 +154,6 @@ pub fn function_environment(
     env.insert("AWS_DEFAULT_REGION".into(), LOCAL_REGION.into());
     env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
     env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
-    if let Some(c) = config {
-        env.insert("FLUXO_CONFIG".into(), c.display().to_string());
-    }
     Ok(env)
 }
 
@@ -193,7 +198,7 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
     .await?;
     println!("  ✓ moto is up");
 
-    println!("▶ Creating tables and queues from infra/template.yaml");
+    println!("▶ Creating tables, queues and buckets from infra/template.yaml");
     let sdk = stack::local_sdk_config(&moto_url).await;
     let info = stack::provision_template(&sdk, &template, "").await?;
     for (id, name) in &info.tables {
@@ -202,18 +207,25 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
     for (id, q) in &info.queues {
         println!("  ✓ queue {id}: {}", q.url);
     }
+    for (id, name) in &info.buckets {
+        println!("  ✓ bucket {id}: {name}");
+    }
+    if let Some(config) = &opts.config {
+        let object = crate::deploy::local_object(&info, &template, &opts.parameters)?;
+        let (version, _) = crate::deploy::push(&sdk, &object, config).await?;
+        println!(
+            "  ✓ config {} pushed to s3://{}/{} (version {version})",
+            config.display(),
+            object.bucket,
+            object.key
+        );
+    }
     let stack_file = paths::state_dir().join(format!("stack-{}.json", opts.label));
     info.save(&stack_file)?;
 
     build_functions().await?;
 
-    let env = function_environment(
-        &template,
-        &info,
-        &opts.parameters,
-        &moto_url,
-        opts.config.as_deref(),
-    )?;
+    let env = function_environment(&template, &info, &opts.parameters, &moto_url)?;
     println!("▶ Starting cargo lambda watch on {api_url}");
     let watch_log = logs_dir.join(format!("watch-{}.log", opts.label));
     let (out, err) = output_to(opts.show_output, &watch_log)?;
@@ -417,15 +429,10 @@ mod tests {
                 },
             );
         }
+        info.buckets
+            .insert("ConfigBucket".into(), "local-config".into());
         let params = BTreeMap::from([("DefaultCountry".to_string(), "BR".to_string())]);
-        let env = function_environment(
-            &template,
-            &info,
-            &params,
-            "http://127.0.0.1:1",
-            Some(Path::new("/x.toml")),
-        )
-        .unwrap();
+        let env = function_environment(&template, &info, &params, "http://127.0.0.1:1").unwrap();
         assert_eq!(env["LEADS_TABLE"], "LeadsTable");
         assert_eq!(
             env["LEADS_QUEUE_URL"],
@@ -435,6 +442,8 @@ mod tests {
         assert_eq!(env["MAX_BODY_BYTES"], "65536");
         assert_eq!(env["HONEYPOT_FIELD"], "_gotcha");
         assert_eq!(env["AWS_ENDPOINT_URL"], "http://127.0.0.1:1");
-        assert_eq!(env["FLUXO_CONFIG"], "/x.toml");
+        assert_eq!(env["FLUXO_CONFIG_BUCKET"], "local-config");
+        assert_eq!(env["FLUXO_CONFIG_KEY"], "fluxo.toml");
+        assert!(!env.contains_key("FLUXO_CONFIG"));
     }
 }

@@ -5,12 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use xtask::deploy::{ConfigCommand, DeployOptions, Target};
 use xtask::dev::DevOptions;
 use xtask::tools::InvokeOptions;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
+  deploy [--stack NAME] [--guided] [--config FILE] [--region R] [--profile P] [--parameter-overrides S]
+                                  sam build + sam deploy to AWS, push the config, print the API URL
+  config push FILE [--stack NAME | --local]
+                                  validate FILE and upload it as the deployed config (new version)
+  config pull [--out FILE] [--stack NAME | --local]
+                                  fetch the deployed config
   demo [--config FILE]            start the local stack, post sample leads, show what happened, stop
   dev [--config FILE] [--moto-port N] [--api-port N] [--schedule] [--param Name=Value]...
                                   run the local stack in the foreground until Ctrl-C
@@ -26,6 +33,9 @@ usage: cargo xtask <command>
 ";
 
 enum Command {
+    Deploy(DeployOptions),
+    Config(ConfigCommand, Target),
+    Text(&'static str),
     Demo(Option<PathBuf>),
     Dev(DevOptions),
     Test(Option<PathBuf>),
@@ -55,7 +65,62 @@ fn parse(args: &[String]) -> Result<Command> {
     };
     let mut it = rest.iter();
     let mut config = None;
+    let wants_help = rest.iter().any(|a| a == "--help" || a == "-h");
     match name.as_str() {
+        "deploy" if wants_help => Ok(Command::Text(xtask::deploy::DEPLOY_USAGE)),
+        "config" if wants_help => Ok(Command::Text(xtask::deploy::CONFIG_USAGE)),
+        "deploy" => {
+            let mut opts = DeployOptions::default();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--stack" | "--stack-name" => opts.stack = Some(value(&mut it, a)?),
+                    "--guided" | "-g" => opts.guided = true,
+                    "--config" => opts.config = Some(PathBuf::from(value(&mut it, a)?)),
+                    "--region" => opts.region = Some(value(&mut it, a)?),
+                    "--profile" => opts.profile = Some(value(&mut it, a)?),
+                    "--parameter-overrides" => opts.parameter_overrides = Some(value(&mut it, a)?),
+                    other => {
+                        bail!("unknown option {other} for deploy (see cargo xtask deploy --help)")
+                    }
+                }
+            }
+            Ok(Command::Deploy(opts))
+        }
+        "config" => {
+            let mut target = Target::default();
+            let mut file = None;
+            let mut out = None;
+            let action = it
+                .next()
+                .cloned()
+                .ok_or_else(|| anyhow!("usage: cargo xtask config push FILE | config pull"))?;
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--stack" | "--stack-name" => target.stack = Some(value(&mut it, a)?),
+                    "--local" => target.local = true,
+                    "--endpoint" => target.endpoint = Some(value(&mut it, a)?),
+                    "--region" => target.region = Some(value(&mut it, a)?),
+                    "--profile" => target.profile = Some(value(&mut it, a)?),
+                    "--out" if action == "pull" => out = Some(PathBuf::from(value(&mut it, a)?)),
+                    f if !f.starts_with('-') && action == "push" && file.is_none() => {
+                        file = Some(PathBuf::from(f))
+                    }
+                    other => bail!("unknown argument {other} for config {action}"),
+                }
+            }
+            if target.local && target.stack.is_some() {
+                bail!("--local and --stack exclude each other");
+            }
+            match action.as_str() {
+                "push" => {
+                    let file =
+                        file.ok_or_else(|| anyhow!("usage: cargo xtask config push FILE"))?;
+                    Ok(Command::Config(ConfigCommand::Push(file), target))
+                }
+                "pull" => Ok(Command::Config(ConfigCommand::Pull(out), target)),
+                other => bail!("unknown config command {other} (push or pull)"),
+            }
+        }
         "demo" | "test" => {
             while let Some(a) = it.next() {
                 match a.as_str() {
@@ -137,6 +202,9 @@ fn parse(args: &[String]) -> Result<Command> {
 
 async fn execute(command: Command) -> Result<bool> {
     match command {
+        Command::Deploy(opts) => xtask::deploy::deploy(opts).await?,
+        Command::Config(command, target) => xtask::deploy::config(command, target).await?,
+        Command::Text(text) => print!("{text}"),
         Command::Demo(config) => xtask::demo::run(config).await?,
         Command::Dev(opts) => xtask::dev::run(opts).await?,
         Command::Test(config) => xtask::testing::run(config).await?,

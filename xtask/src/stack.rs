@@ -41,11 +41,14 @@ pub const ENV_API_URL: &str = "FLUXO_IT_API_URL";
 pub const ENV_INVOKE_URL: &str = "FLUXO_IT_INVOKE_URL";
 
 /// The provisioned local resources, by logical id. Serialized as
-/// `{"tables": {"LeadsTable": "name"}, "queues": {"LeadsQueue": {"url": "...", "arn": "...", "name": "..."}}}`.
+/// `{"tables": {"LeadsTable": "name"}, "queues": {"LeadsQueue": {"url": "...", "arn": "...", "name": "..."}},
+/// "buckets": {"ConfigBucket": "name"}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackInfo {
     pub tables: BTreeMap<String, String>,
     pub queues: BTreeMap<String, QueueInfo>,
+    #[serde(default)]
+    pub buckets: BTreeMap<String, String>,
 }
 
 /// A local queue.
@@ -91,6 +94,14 @@ impl StackInfo {
             .ok_or_else(|| anyhow!("no table {logical_id} in the local stack"))
     }
 
+    /// A bucket's local name.
+    pub fn bucket(&self, logical_id: &str) -> Result<&str> {
+        self.buckets
+            .get(logical_id)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("no bucket {logical_id} in the local stack"))
+    }
+
     /// A queue's URL, ARN and name.
     pub fn queue(&self, logical_id: &str) -> Result<&QueueInfo> {
         self.queues
@@ -108,6 +119,11 @@ impl StackInfo {
             r.refs.insert(id.clone(), name.clone());
             let arn = format!("arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{name}");
             r.attributes.insert((id.clone(), "Arn".into()), arn);
+        }
+        for (id, name) in &self.buckets {
+            r.refs.insert(id.clone(), name.clone());
+            r.attributes
+                .insert((id.clone(), "Arn".into()), format!("arn:aws:s3:::{name}"));
         }
         for (id, q) in &self.queues {
             r.refs.insert(id.clone(), q.url.clone());
@@ -138,7 +154,8 @@ pub async fn local_sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// Creates every table and queue of the template, each named `name_prefix` + its local name.
+/// Creates every table, queue and bucket of the template, each named `name_prefix` + its local name
+/// (a bucket: its resolved `BucketName` without a prefix, `prefix` + logical id with one).
 /// Existing ones are kept, so provisioning twice is harmless.
 pub async fn provision(
     sdk: &SdkConfig,
@@ -172,7 +189,50 @@ pub async fn provision_template(
             .with_context(|| format!("creating queue {} ({name})", queue.logical_id))?;
         info.queues.insert(queue.logical_id.clone(), created);
     }
+    let buckets = template.buckets();
+    if !buckets.is_empty() {
+        let s3 = fluxo::adapters::s3::S3Objects::from_sdk_config(sdk)?;
+        let resolver = StackInfo::default().resolver(template.parameter_values(&BTreeMap::new()));
+        for bucket in buckets {
+            let name = local_bucket_name(
+                &resolver,
+                &bucket.logical_id,
+                bucket.name.as_ref(),
+                name_prefix,
+            )?;
+            s3.create_versioned_bucket(&name)
+                .await
+                .with_context(|| format!("creating bucket {} ({name})", bucket.logical_id))?;
+            info.buckets.insert(bucket.logical_id, name);
+        }
+    }
     Ok(info)
+}
+
+/// A valid S3 bucket name for the local copy of a template bucket.
+fn local_bucket_name(
+    resolver: &Resolver,
+    logical_id: &str,
+    name: Option<&serde_json::Value>,
+    prefix: &str,
+) -> Result<String> {
+    let raw = match (name, prefix) {
+        (Some(n), "") => resolver.resolve(n)?,
+        _ => format!("{prefix}{logical_id}"),
+    };
+    let mut name: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(63);
+    Ok(name.trim_matches('-').to_string())
 }
 
 fn key_schema(keys: &[(String, String)]) -> Result<Vec<KeySchemaElement>> {

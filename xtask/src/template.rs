@@ -54,6 +54,14 @@ pub struct TableSpec {
     pub ttl_attribute: Option<String>,
 }
 
+/// An S3 bucket to create locally.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketSpec {
+    pub logical_id: String,
+    /// `BucketName` as written (an intrinsic is resolved against the parameters), if any.
+    pub name: Option<Value>,
+}
+
 /// A secondary index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexSpec {
@@ -202,6 +210,16 @@ impl Template {
     pub fn tables(&self) -> Result<Vec<TableSpec>> {
         self.of_kind("AWS::DynamoDB::Table")
             .map(|(id, r)| table_spec(id, &r.properties).with_context(|| format!("table {id}")))
+            .collect()
+    }
+
+    /// Every `AWS::S3::Bucket`.
+    pub fn buckets(&self) -> Vec<BucketSpec> {
+        self.of_kind("AWS::S3::Bucket")
+            .map(|(id, r)| BucketSpec {
+                logical_id: id.clone(),
+                name: r.properties.get("BucketName").cloned(),
+            })
             .collect()
     }
 

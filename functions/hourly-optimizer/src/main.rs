@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use fluxo::adapters::{journal::DynamoOptimizerStore, load_aws_config};
+use fluxo::config::live::LiveConfig;
+use fluxo::config::source::{ConfigSource, Location};
 use fluxo::ports::{SystemClock, ThreadRandomness};
-use fluxo::secrets::SsmSecrets;
+use fluxo::secrets::SecretStore;
 use hourly_optimizer::{handler, wiring};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -12,24 +14,26 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     fluxo::observability::init_tracing();
     let env = fluxo::settings::Env;
-    let config = wiring::load_config(&env)?;
     let table = fluxo::settings::required(&env, "OPTIMIZER_TABLE")?;
     let aws = load_aws_config().await;
-    let secrets = wiring::Secrets::Ssm(SsmSecrets::new(aws_sdk_ssm::Client::new(&aws)));
+    let secrets = wiring::Secrets::Ssm(SecretStore::from_sdk_config(&aws));
     let store = DynamoOptimizerStore::from_sdk_config(&aws, table);
-    let engine = wiring::engine(
-        &config,
-        store,
-        &secrets,
-        Arc::new(SystemClock),
-        Arc::new(ThreadRandomness),
-    )
-    .await?;
-    let engine = &engine;
+    // The engine is rebuilt from each new config version (checked at most once a minute).
+    let build = |loaded: fluxo::config::LoadedConfig| {
+        let (store, secrets) = (store.clone(), &secrets);
+        async move {
+            let clock = Arc::new(SystemClock);
+            wiring::engine(&loaded, store, secrets, clock, Arc::new(ThreadRandomness)).await
+        }
+    };
+    let source = ConfigSource::from_sdk_config(Location::from_settings(&env)?, &aws)?;
+    let live = LiveConfig::start(source, "hourly-optimizer", &build).await?;
+    let (live, build) = (&live, &build);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
+            let engine = live.current(build).await;
             let deadline = Some(event.context.deadline);
-            handler::handle_until(engine, event.payload, &SystemClock, deadline).await
+            handler::handle_until(&engine, event.payload, &SystemClock, deadline).await
         },
     ))
     .await

@@ -14,11 +14,8 @@ use fluxo::optimizer::engine::Engine;
 use fluxo::optimizer::ports::OptimizerStore;
 use fluxo::ports::{Clock, Randomness};
 use fluxo::secrets::{SecretError, SecretRef, SsmSecrets};
-use fluxo::settings::{self, SettingError, Source};
+use fluxo::settings::SettingError;
 use fluxo::slack::{RunNotifier, SlackConfig, SlackNotifier, SlackPreview};
-
-/// The config file deployed with the function when `FLUXO_CONFIG` is not set.
-const BUILT_IN_CONFIG: &str = include_str!("../../../config/fluxo.toml");
 
 /// A cold-start failure; each names the setting, file field or secret at fault.
 #[derive(Debug, thiserror::Error)]
@@ -65,17 +62,6 @@ impl Secrets {
                 what: what.to_string(),
                 source,
             })
-    }
-}
-
-/// Loads the config named by `FLUXO_CONFIG`, or the built-in `config/fluxo.toml`.
-pub fn load_config(env: &impl Source) -> Result<LoadedConfig, WiringError> {
-    match settings::optional(env, "FLUXO_CONFIG")? {
-        Some(path) => Ok(fluxo::config::load_file(std::path::Path::new(&path))?),
-        None => Ok(fluxo::config::load_str(
-            "config/fluxo.toml (built in)",
-            BUILT_IN_CONFIG,
-        )?),
     }
 }
 

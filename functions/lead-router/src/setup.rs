@@ -1,22 +1,19 @@
-//! Cold-start set-up: settings from the environment, the config file, the secret, the clients.
+//! Cold-start set-up: settings from the environment, the secret, the clients; the router built from each
+//! config version (`fluxo::config::live` loads it and swaps in new versions).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use fluxo::adapters::profiles::DynamoProfiles;
 use fluxo::adapters::sqs::SqsQueue;
-use fluxo::config::{ConfigError, LoadedConfig, load_file, load_str};
+use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::Secret;
 use fluxo::crm::{Crm, CrmSetupError};
 use fluxo::ports::SystemClock;
 use fluxo::routing::RuleSet;
-use fluxo::secrets::{SecretError, SsmSecrets};
+use fluxo::secrets::{SecretError, SecretStore};
 use fluxo::settings::{self, Env, SettingError, Source};
 
 use crate::handler::Router;
-
-/// The default config, compiled in: a deployment without `FLUXO_CONFIG` runs the article's rules.
-pub const DEFAULT_CONFIG: &str = include_str!("../../../config/fluxo.toml");
 
 /// The router as deployed: DynamoDB profiles and ledger, SQS queues, the configured CRM, the wall clock.
 pub type LiveRouter = Router<DynamoProfiles, DynamoProfiles, Crm, SqsQueue, SystemClock>;
@@ -30,8 +27,6 @@ pub struct Settings {
     pub email_queue_url: String,
     /// `AUDIENCE_QUEUE_URL`.
     pub audience_queue_url: String,
-    /// `FLUXO_CONFIG`: path of the config file; the compiled-in default when unset.
-    pub config_path: Option<PathBuf>,
 }
 
 impl Settings {
@@ -46,16 +41,7 @@ impl Settings {
             table: settings::required(src, "LEADS_TABLE")?,
             email_queue_url: settings::required(src, "EMAIL_QUEUE_URL")?,
             audience_queue_url: settings::required(src, "AUDIENCE_QUEUE_URL")?,
-            config_path: settings::optional(src, "FLUXO_CONFIG")?.map(PathBuf::from),
         })
-    }
-
-    /// Loads and validates the config file (or the compiled-in default).
-    pub fn load_config(&self) -> Result<LoadedConfig, ConfigError> {
-        match &self.config_path {
-            Some(path) => load_file(path),
-            None => load_str("config/fluxo.toml (built in)", DEFAULT_CONFIG),
-        }
     }
 }
 
@@ -74,19 +60,18 @@ pub enum SetupError {
     Rules(#[from] fluxo::routing::rules::RuleError),
 }
 
-/// Builds the live router: loads the config, reads the CRM secret once, builds every client once.
+/// Builds the live router for one config version: reads the CRM secret (cached by `secrets`) and builds
+/// every client.
 pub async fn build(
     sdk_config: &aws_config::SdkConfig,
     settings: &Settings,
+    secrets: &SecretStore,
+    loaded: LoadedConfig,
 ) -> Result<LiveRouter, SetupError> {
-    let loaded = settings.load_config()?;
     let router_config = &loaded.config.lead_router;
     let rules = RuleSet::compile(router_config)?;
     let token = match Crm::token_ref(&router_config.crm) {
-        Some(reference) => {
-            let secrets = SsmSecrets::from_sdk_config(sdk_config);
-            Some(Secret::new(secrets.resolve(reference).await?))
-        }
+        Some(reference) => Some(Secret::new(secrets.resolve(reference).await?)),
         None => None,
     };
     let concurrency = router_config.processing.concurrency;
@@ -125,16 +110,5 @@ mod tests {
             err.to_string(),
             "setting AUDIENCE_QUEUE_URL is required but not set"
         );
-    }
-
-    #[test]
-    fn the_built_in_config_is_the_articles() {
-        let src = [
-            ("LEADS_TABLE", "t"),
-            ("EMAIL_QUEUE_URL", "e"),
-            ("AUDIENCE_QUEUE_URL", "a"),
-        ];
-        let loaded = Settings::from_source(&src).unwrap().load_config().unwrap();
-        assert_eq!(loaded.config.lead_router.rules.len(), 2);
     }
 }

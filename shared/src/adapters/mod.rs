@@ -6,6 +6,10 @@ pub mod dynamodb;
 pub mod journal;
 #[cfg(feature = "dynamodb")]
 pub mod profiles;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "sigv4")]
+pub mod signed;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 

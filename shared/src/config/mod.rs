@@ -2,8 +2,10 @@
 //!
 //! Loading validates the whole file. Every error names the file, the line and column, and the field.
 
+pub mod live;
 pub mod optimizer;
 pub mod router;
+pub mod source;
 
 use std::ops::Range;
 use std::path::Path;
@@ -176,5 +178,39 @@ mod tests {
         let err = load_str("bad.toml", "[nope]\nx = 1\n").unwrap_err();
         assert!(err.message.contains("unknown field"), "{err}");
         assert_eq!(err.line, 1);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// Every example config beside the deployable one loads; the demo's is the only one with a local address.
+    #[test]
+    fn every_example_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let loaded = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert_eq!(text.contains("127.0.0.1"), name == "demo.toml", "{name}");
+                assert_eq!(loaded.config.lead_router.rules.len(), 2, "{name}");
+                names.push(name);
+            }
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "demo.toml",
+                "google-ads.toml",
+                "hubspot.toml",
+                "meta.toml",
+                "rest-crm.toml"
+            ]
+        );
     }
 }

@@ -1,0 +1,239 @@
+//! S3 objects through SigV4-signed REST calls: the deployed config is one small object, read at cold start
+//! and re-read with a conditional GET (`If-None-Match`), which costs one request and no body when unchanged.
+
+use super::signed::{Service, SignedClient, SignedError, SignedReply, encode, encode_key};
+use crate::error::{ErrorClass, Retryable};
+
+/// An S3 call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S3Error {
+    /// S3 refused the request (access denied, no such bucket, bad request): the deployment must be fixed.
+    #[error("S3 refused {operation} s3://{bucket}/{key}: HTTP {status} {code}")]
+    Rejected {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        status: u16,
+        code: String,
+    },
+    /// S3 could not be reached or answered 5xx.
+    #[error("S3 unavailable for {operation} s3://{bucket}/{key}: {problem}")]
+    Unavailable {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        problem: String,
+    },
+    #[error(transparent)]
+    Signing(SignedError),
+}
+
+impl Retryable for S3Error {
+    fn class(&self) -> ErrorClass {
+        match self {
+            S3Error::Unavailable { .. } => ErrorClass::Retryable,
+            S3Error::Rejected { .. } => ErrorClass::Permanent,
+            S3Error::Signing(e) => e.class(),
+        }
+    }
+}
+
+/// The answer to a (conditional) GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The object, its ETag and its version id (when the bucket is versioned).
+    Object {
+        body: Vec<u8>,
+        etag: String,
+        version_id: Option<String>,
+    },
+    /// `304 Not Modified`: the ETag given is still current.
+    NotModified,
+    /// No such key in the bucket.
+    Missing,
+}
+
+/// What a PUT stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub etag: String,
+    pub version_id: Option<String>,
+}
+
+/// S3 object calls.
+#[derive(Debug, Clone)]
+pub struct S3Objects {
+    client: SignedClient,
+}
+
+/// The XML `<Code>` of an S3 error body, if any.
+fn error_code(reply: &SignedReply) -> String {
+    let text = reply.text();
+    text.split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string())
+        .unwrap_or_default()
+}
+
+impl S3Objects {
+    /// Builds the client from the shared AWS config.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Result<Self, S3Error> {
+        Ok(S3Objects {
+            client: SignedClient::from_sdk_config(config).map_err(S3Error::Signing)?,
+        })
+    }
+
+    /// The URL of a bucket, or of a key in it: path style on an endpoint override (moto), virtual-hosted
+    /// style on AWS.
+    fn url(&self, bucket: &str, key: Option<&str>) -> Result<String, S3Error> {
+        let path = key.map(encode_key).unwrap_or_default();
+        match self.client.endpoint_override() {
+            Some(endpoint) => Ok(format!("{endpoint}/{}/{path}", encode(bucket))),
+            None => {
+                let region = self.client.region().map_err(S3Error::Signing)?;
+                Ok(format!("https://{bucket}.s3.{region}.amazonaws.com/{path}"))
+            }
+        }
+    }
+
+    fn rejected(operation: &'static str, bucket: &str, key: &str, reply: &SignedReply) -> S3Error {
+        if reply.status >= 500 || reply.status == 429 {
+            return S3Error::Unavailable {
+                operation,
+                bucket: bucket.into(),
+                key: key.into(),
+                problem: format!("HTTP {} {}", reply.status, error_code(reply)),
+            };
+        }
+        S3Error::Rejected {
+            operation,
+            bucket: bucket.into(),
+            key: key.into(),
+            status: reply.status,
+            code: error_code(reply),
+        }
+    }
+
+    fn transport(operation: &'static str, bucket: &str, key: &str, e: SignedError) -> S3Error {
+        match e {
+            SignedError::Transport(problem) => S3Error::Unavailable {
+                operation,
+                bucket: bucket.into(),
+                key: key.into(),
+                problem,
+            },
+            other => S3Error::Signing(other),
+        }
+    }
+
+    /// GETs an object; with `if_none_match`, answers [`Fetched::NotModified`] when that ETag is current.
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Fetched, S3Error> {
+        let url = self.url(bucket, Some(key))?;
+        let headers: Vec<(&str, String)> = if_none_match
+            .map(|etag| vec![("if-none-match", etag.to_string())])
+            .unwrap_or_default();
+        let reply = self
+            .client
+            .send(Service::S3, "GET", &url, &headers, Vec::new())
+            .await
+            .map_err(|e| Self::transport("GetObject", bucket, key, e))?;
+        match reply.status {
+            200 => Ok(Fetched::Object {
+                etag: reply.header("etag").unwrap_or_default().to_string(),
+                version_id: reply.header("x-amz-version-id").map(str::to_string),
+                body: reply.body,
+            }),
+            304 => Ok(Fetched::NotModified),
+            404 if error_code(&reply) != "NoSuchBucket" => Ok(Fetched::Missing),
+            _ => Err(Self::rejected("GetObject", bucket, key, &reply)),
+        }
+    }
+
+    /// PUTs an object and answers its ETag and version id.
+    pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<Stored, S3Error> {
+        let url = self.url(bucket, Some(key))?;
+        let headers = [("content-type", "application/toml".to_string())];
+        let reply = self
+            .client
+            .send(Service::S3, "PUT", &url, &headers, body)
+            .await
+            .map_err(|e| Self::transport("PutObject", bucket, key, e))?;
+        if reply.status != 200 {
+            return Err(Self::rejected("PutObject", bucket, key, &reply));
+        }
+        Ok(Stored {
+            etag: reply.header("etag").unwrap_or_default().to_string(),
+            version_id: reply.header("x-amz-version-id").map(str::to_string),
+        })
+    }
+
+    /// Creates a versioned bucket (local stacks and tooling; on AWS the template creates it).
+    /// An existing bucket of the caller's is kept.
+    pub async fn create_versioned_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        let url = self.url(bucket, None)?;
+        let region = self.client.region().map_err(S3Error::Signing)?.to_string();
+        let body = if region == "us-east-1" {
+            Vec::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            )
+            .into_bytes()
+        };
+        let reply = self
+            .client
+            .send(Service::S3, "PUT", &url, &[], body)
+            .await
+            .map_err(|e| Self::transport("CreateBucket", bucket, "", e))?;
+        if reply.status != 200 && error_code(&reply) != "BucketAlreadyOwnedByYou" {
+            return Err(Self::rejected("CreateBucket", bucket, "", &reply));
+        }
+        let versioning = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>";
+        let reply = self
+            .client
+            .send(
+                Service::S3,
+                "PUT",
+                &format!("{url}?versioning="),
+                &[],
+                versioning.as_bytes().to_vec(),
+            )
+            .await
+            .map_err(|e| Self::transport("PutBucketVersioning", bucket, "", e))?;
+        if reply.status != 200 {
+            return Err(Self::rejected("PutBucketVersioning", bucket, "", &reply));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_code_is_read_from_the_xml_body() {
+        let reply = SignedReply {
+            status: 404,
+            headers: vec![],
+            body: b"<Error><Code>NoSuchBucket</Code><Message>x</Message></Error>".to_vec(),
+        };
+        assert_eq!(error_code(&reply), "NoSuchBucket");
+        let err = S3Objects::rejected("GetObject", "b", "k", &reply);
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        let busy = SignedReply {
+            status: 503,
+            headers: vec![],
+            body: b"<Error><Code>SlowDown</Code></Error>".to_vec(),
+        };
+        assert_eq!(
+            S3Objects::rejected("GetObject", "b", "k", &busy).class(),
+            ErrorClass::Retryable
+        );
+    }
+}
