@@ -107,7 +107,7 @@ async fn a_lead_is_stored_once_and_queued_once() {
         .unwrap()
         .to_string();
 
-    let items = support::scan_all(&sdk, stack.table("LeadsTable").unwrap()).await;
+    let items = intake_records(support::scan_all(&sdk, stack.table("LeadsTable").unwrap()).await);
     assert_eq!(items.len(), 1);
     assert_eq!(text_attr(&items[0], "lead_id"), lead_id);
     assert_eq!(text_attr(&items[0], "status"), "queued");
@@ -137,9 +137,7 @@ async fn a_duplicate_request_returns_the_same_lead_id_and_queues_nothing_more() 
     assert_eq!(second.headers()["idempotent-replayed"], "true");
 
     assert_eq!(
-        support::scan_all(&sdk, stack.table("LeadsTable").unwrap())
-            .await
-            .len(),
+        intake_records(support::scan_all(&sdk, stack.table("LeadsTable").unwrap()).await).len(),
         1
     );
     assert_eq!(

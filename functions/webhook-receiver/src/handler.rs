@@ -1032,8 +1032,8 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_key_the_window_slides_from_the_first_submission() {
-        // 1_764_000_000 is 0 mod 600: the old fixed slots ended at +300 s for a 600 s window started at
-        // -300 s. A double-click at 599.9 s and 600.1 s after midnight straddled a slot boundary.
+        // 1_764_000_000 is a multiple of 600, so the old fixed 600 s slots had a boundary at +600 s: a
+        // double-click at +599.9 s and +600.1 s straddled it and became two leads.
         let r = receiver();
         r.clock.advance(599_900);
         let first = r.handle(json_post(SEED)).await;
