@@ -3,9 +3,8 @@
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use fluxo::config::router::DEADLINE_MARGIN;
-use fluxo::connector::Deadline;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lead_router::handler::invocation_deadline;
 use lead_router::{Settings, build};
 
 #[tokio::main]
@@ -21,8 +20,7 @@ async fn main() -> Result<(), Error> {
 
     // 3. The handler borrows them for every batch, and stops new work a margin before Lambda's deadline.
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline =
-            Deadline::from_epoch_millis(event.context.deadline, DEADLINE_MARGIN, SystemTime::now());
+        let deadline = invocation_deadline(event.context.deadline, SystemTime::now());
         Ok::<_, Error>(router.handle_until(event.payload, deadline).await)
     }))
     .await
