@@ -14,11 +14,11 @@
 //! and finally moves it to the DLQ.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use fluxo::config::router::CRM_RESERVE;
+use fluxo::config::router::{CRM_RESERVE, DEADLINE_MARGIN, FUNCTION_TIMEOUT_SECS};
 use fluxo::connector::{ConnectorError, DEADLINE_REASON, Deadline};
 use fluxo::crm::{CrmConnector, CrmContact};
 use fluxo::domain::LeadId;
@@ -525,6 +525,25 @@ where
     }
 }
 
+/// When this invocation must stop starting new work: Lambda's deadline (`Context::deadline`, ms since the
+/// epoch) less [`DEADLINE_MARGIN`]. A deadline that is not ahead of `now` by at most Lambda's 15-minute
+/// ceiling cannot be Lambda's; the function's own timeout from `now` is used instead.
+pub fn invocation_deadline(deadline_ms: u64, now: SystemTime) -> Deadline {
+    let lambda = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let plausible = lambda
+        .duration_since(now)
+        .is_ok_and(|left| left > Duration::ZERO && left <= Duration::from_secs(15 * 60));
+    if plausible {
+        Deadline::from_epoch_millis(deadline_ms, DEADLINE_MARGIN, now)
+    } else {
+        tracing::warn!(
+            deadline_ms,
+            "the invocation's deadline is implausible; using the function's timeout"
+        );
+        Deadline::after(Duration::from_secs(FUNCTION_TIMEOUT_SECS).saturating_sub(DEADLINE_MARGIN))
+    }
+}
+
 /// Fails, for redelivery, every routed message that has not failed yet: the deadline stopped its work.
 fn fail_unfinished(items: &mut [Item]) {
     for item in items.iter_mut() {
@@ -848,6 +867,23 @@ mod tests {
         let response = r.handle(event(&[("a", a), ("b", b.clone())])).await;
         assert_eq!(failed_ids(&response), vec!["b"]);
         assert_eq!(r.email_queue.sent().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_invocation_deadline_is_lambdas_less_the_margin_or_the_timeout_when_implausible() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let in_20s = 1_764_000_020_000;
+        assert_eq!(
+            invocation_deadline(in_20s, now).remaining(),
+            Some(Duration::from_secs(17))
+        );
+        for implausible in [0, 123, 1_764_000_000_000, 1_764_100_000_000] {
+            assert_eq!(
+                invocation_deadline(implausible, now).remaining(),
+                Some(Duration::from_secs(27)),
+                "{implausible}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -4,11 +4,10 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use fluxo::config::live::LiveConfig;
-use fluxo::config::router::DEADLINE_MARGIN;
 use fluxo::config::source::{ConfigSource, Location};
-use fluxo::connector::Deadline;
 use fluxo::secrets::SecretStore;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use lead_router::handler::invocation_deadline;
 use lead_router::{Settings, build};
 
 #[tokio::main]
@@ -33,8 +32,7 @@ async fn main() -> Result<(), Error> {
     //    stops starting new work a margin before Lambda's deadline.
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let router = live.current(rebuild).await;
-        let deadline =
-            Deadline::from_epoch_millis(event.context.deadline, DEADLINE_MARGIN, SystemTime::now());
+        let deadline = invocation_deadline(event.context.deadline, SystemTime::now());
         Ok::<_, Error>(router.handle_until(event.payload, deadline).await)
     }))
     .await
