@@ -12,6 +12,7 @@ pub mod local;
 pub mod optimizer;
 pub mod paths;
 pub mod proc;
+pub mod rehearsal;
 pub mod stack;
 pub mod template;
 pub mod testing;

@@ -20,7 +20,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
         let default = root.join("tests").join("e2e").join("fluxo.toml");
         default.exists().then_some(default)
     });
-    let total = 8;
+    let total = 9;
     let header = |n: usize, what: &str| println!("\n════ [{n}/{total}] {what}");
 
     header(1, "Python tools");
@@ -91,6 +91,12 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
 
     header(
         7,
+        "offline deploy rehearsal: the transformed template as a CloudFormation stack on moto",
+    );
+    crate::rehearsal::cfn_on_moto().await?;
+
+    header(
+        8,
         &format!("unit tests: cargo test --workspace --exclude {IT_PACKAGE}"),
     );
     proc::run(
@@ -100,7 +106,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     .await?;
 
     header(
-        8,
+        9,
         &format!("integration tests ({IT_PACKAGE}) against a local stack"),
     );
     let binaries = build_integration_tests(&root).await?;
