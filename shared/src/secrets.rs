@@ -93,6 +93,7 @@ pub type SsmSecrets = SecretStore;
 #[cfg(feature = "ssm")]
 pub struct SecretStore {
     ssm: aws_sdk_ssm::Client,
+    #[cfg(feature = "sigv4")]
     secrets_manager: Option<crate::adapters::signed::SignedClient>,
     cache: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
     ttl: std::time::Duration,
@@ -113,6 +114,7 @@ impl SecretStore {
     pub fn new(client: aws_sdk_ssm::Client) -> Self {
         SecretStore {
             ssm: client,
+            #[cfg(feature = "sigv4")]
             secrets_manager: None,
             cache: Default::default(),
             ttl: DEFAULT_CACHE_TTL,
@@ -121,10 +123,13 @@ impl SecretStore {
 
     /// Builds both stores' clients from the shared AWS config.
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
-        SecretStore {
+        let store = Self::new(aws_sdk_ssm::Client::new(config));
+        #[cfg(feature = "sigv4")]
+        let store = SecretStore {
             secrets_manager: crate::adapters::signed::SignedClient::from_sdk_config(config).ok(),
-            ..Self::new(aws_sdk_ssm::Client::new(config))
-        }
+            ..store
+        };
+        store
     }
 
     /// Keeps values for `ttl` instead of [`DEFAULT_CACHE_TTL`].
@@ -197,6 +202,19 @@ impl SecretStore {
             .ok_or_else(|| SecretError::NotFound(reference.describe()))
     }
 
+    /// Without the `sigv4` feature, a function links no Secrets Manager client.
+    #[cfg(not(feature = "sigv4"))]
+    async fn read_secrets_manager(
+        &self,
+        _reference: &SecretRef,
+        _id: &str,
+    ) -> Result<String, SecretError> {
+        Err(SecretError::Rejected(
+            "this function reads secrets from SSM only".into(),
+        ))
+    }
+
+    #[cfg(feature = "sigv4")]
     async fn read_secrets_manager(
         &self,
         reference: &SecretRef,

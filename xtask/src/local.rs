@@ -154,8 +154,20 @@ pub fn function_environment(
     env.insert("AWS_DEFAULT_REGION".into(), LOCAL_REGION.into());
     env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
     env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
+    // In AWS the key of the email fingerprints is an SSM SecureString; locally it comes from the
+    // environment: the developer's own `FINGERPRINT_KEY`, or a fixed local one.
+    env.insert(
+        "FINGERPRINT_KEY".into(),
+        std::env::var("FINGERPRINT_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .unwrap_or_else(|| LOCAL_FINGERPRINT_KEY.to_string()),
+    );
     Ok(env)
 }
+
+/// The fingerprint key of every local stack that is not given one: local data is not secret.
+const LOCAL_FINGERPRINT_KEY: &str = "fluxo-local-stack-fingerprint-key";
 
 /// Starts moto, provisions the template, builds and serves the functions, and starts the event-source mapping.
 pub async fn start(opts: StackOptions) -> Result<RunningStack> {

@@ -16,7 +16,9 @@ async fn main() -> Result<(), Error> {
     let env = fluxo::settings::Env;
     let table = fluxo::settings::required(&env, "OPTIMIZER_TABLE")?;
     let aws = load_aws_config().await;
-    let secrets = wiring::Secrets::Ssm(SecretStore::from_sdk_config(&aws));
+    let secret_store = SecretStore::from_sdk_config(&aws);
+    fluxo::domain::fingerprint::install_from(&secret_store).await?;
+    let secrets = wiring::Secrets::Ssm(secret_store);
     let store = DynamoOptimizerStore::from_sdk_config(&aws, table);
     // The engine is rebuilt from each new config version (checked at most once a minute).
     let build = |loaded: fluxo::config::LoadedConfig| {

@@ -93,6 +93,40 @@ pub fn fingerprint(data: &[u8]) -> String {
     }
 }
 
+/// Where a function finds the key: `FINGERPRINT_KEY` when set (local runs), otherwise the SSM
+/// SecureString named by `FINGERPRINT_KEY_PARAMETER` (set by the template).
+pub fn key_ref() -> crate::secrets::SecretRef {
+    crate::secrets::SecretRef {
+        env: Some(KEY_ENV.to_string()),
+        ssm: std::env::var(KEY_PARAMETER_ENV).ok(),
+        ..Default::default()
+    }
+}
+
+/// Why a function could not install its fingerprint key at cold start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FingerprintSetupError {
+    /// The key could not be read from the environment or SSM.
+    #[error(
+        "the fingerprint key ({KEY_ENV}, or the SSM parameter named by {KEY_PARAMETER_ENV}): {0}"
+    )]
+    Secret(#[from] crate::secrets::SecretError),
+    /// The key was read but refused.
+    #[error("the fingerprint key: {0}")]
+    Key(#[from] FingerprintKeyError),
+}
+
+/// Reads the key from the environment or SSM and installs it; a function calls this once at cold
+/// start and refuses to start without a key.
+#[cfg(feature = "ssm")]
+pub async fn install_from(
+    secrets: &crate::secrets::SecretStore,
+) -> Result<(), FingerprintSetupError> {
+    let text = secrets.resolve(&key_ref()).await?;
+    install(FingerprintKey::parse(&text)?)?;
+    Ok(())
+}
+
 fn hmac_prefix(key: &[u8], data: &[u8]) -> String {
     // HMAC takes a key of any length, so `new_from_slice` cannot fail here.
     match <Hmac<Sha256> as Mac>::new_from_slice(key) {
