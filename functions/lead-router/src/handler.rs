@@ -504,6 +504,14 @@ where
                 (i, sent, result)
             });
         }
+        let unsent = match &failed_ids {
+            Ok(failed) => failed.len(),
+            Err(_) => messages.len(),
+        };
+        if unsent > 0 {
+            // Watched by the template's RouterQueueSendFailuresAlarm.
+            fluxo::observability::count("Fluxo", FUNCTION, "QueueSendFailed", unsent as u64);
+        }
         for (i, sent, result) in bounded(updates, self.concurrency).await {
             if !sent {
                 let error = match &failed_ids {
