@@ -308,7 +308,8 @@ fn campaign_strategy(row: &Value) -> Option<&str> {
 /// Parses a protobuf JSON duration (`"30s"`, `"1.5s"`).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let secs: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    // `Duration::from_secs_f64` panics on absurd values (`1e20s`); this form refuses them instead.
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// The first `retryDelay` anywhere in the error (GoogleAdsFailure `quotaErrorDetails.retryDelay`, or
@@ -747,5 +748,13 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn absurd_retry_delays_are_refused_without_panicking() {
+        assert_eq!(parse_duration("1e20s"), None);
+        assert_eq!(parse_duration("infs"), None);
+        assert_eq!(parse_duration("NaNs"), None);
+        assert_eq!(parse_duration("-5s"), None);
     }
 }

@@ -197,7 +197,10 @@ pub fn usage_wait(reply: &Reply) -> Option<Duration> {
                     .get("estimated_time_to_regain_access")
                     .and_then(Value::as_f64)
                 {
-                    consider(Duration::from_secs_f64(mins.max(0.0) * 60.0));
+                    // An absurd value is ignored rather than allowed to panic.
+                    if let Ok(d) = Duration::try_from_secs_f64(mins.max(0.0) * 60.0) {
+                        consider(d);
+                    }
                 }
             }
         }
@@ -206,7 +209,9 @@ pub fn usage_wait(reply: &Reply) -> Option<Duration> {
         && let Ok(value) = serde_json::from_str::<Value>(header)
         && let Some(secs) = value.get("reset_time_duration").and_then(Value::as_f64)
     {
-        consider(Duration::from_secs_f64(secs.max(0.0)));
+        if let Ok(d) = Duration::try_from_secs_f64(secs.max(0.0)) {
+            consider(d);
+        }
     }
     wait
 }
@@ -417,5 +422,24 @@ mod tests {
             body: r#"{"error":{"code":190,"message":"token expired"}}"#.into(),
         };
         assert!(matches!(classify(&reply), Outcome::Permanent { .. }));
+    }
+
+    #[test]
+    fn absurd_usage_waits_are_ignored_without_panicking() {
+        let reply = Reply {
+            status: 400,
+            headers: vec![
+                (
+                    "x-business-use-case-usage".into(),
+                    r#"{"1":[{"estimated_time_to_regain_access":1e300}]}"#.into(),
+                ),
+                (
+                    "x-ad-account-usage".into(),
+                    r#"{"reset_time_duration":1e20}"#.into(),
+                ),
+            ],
+            body: String::new(),
+        };
+        assert_eq!(usage_wait(&reply), None);
     }
 }
