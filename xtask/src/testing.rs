@@ -91,9 +91,13 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
 
     header(
         7,
-        "offline deploy rehearsal: the transformed template as a CloudFormation stack on moto",
+        "offline deploy rehearsal: the transformed template on moto's CloudFormation; sam build",
     );
     crate::rehearsal::cfn_on_moto().await?;
+    println!(
+        "\n▶ sam build --beta-features (cargo-lambda, SAM_BUILD_MODE=debug), then cfn-lint on the built template"
+    );
+    crate::rehearsal::sam_build().await?;
 
     header(
         8,
