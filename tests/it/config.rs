@@ -7,10 +7,11 @@ use fluxo::adapters::s3::S3Objects;
 use fluxo::adapters::signed::{Service, SignedClient};
 use fluxo::config::live::LiveConfig;
 use fluxo::config::source::{BUILT_IN_NAME, ConfigSource, Location, Poll};
+use fluxo::domain::fingerprint::FingerprintKey;
 use fluxo::secrets::{SecretError, SecretRef, SecretStore};
 use lead_router::{Settings, SqsEvent, build};
 use serde_json::{Value, json};
-use xtask::deploy::{ConfigObject, push};
+use xtask::deploy::{ConfigObject, ensure_fingerprint_key, push};
 use xtask::stack::StackInfo;
 
 use crate::support;
@@ -259,4 +260,36 @@ async fn secrets_manager_secrets_are_read_and_cached() {
         fresh.resolve(&missing).await,
         Err(SecretError::NotFound(_))
     ));
+}
+
+#[tokio::test]
+async fn the_deploy_creates_the_fingerprint_key_once_and_never_replaces_it() {
+    let sdk = support::sdk().await;
+    let name = format!("/{}/fingerprint-key", support::unique_prefix("fp"));
+    let read = |sdk: aws_config::SdkConfig, name: String| async move {
+        SecretStore::from_sdk_config(&sdk)
+            .resolve(&SecretRef {
+                ssm: Some(name),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+
+    assert!(ensure_fingerprint_key(&sdk, &name).await.unwrap());
+    let first = read(sdk.clone(), name.clone()).await;
+    assert_eq!(first.len(), 64, "32 random bytes, hex");
+    assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+    let key = FingerprintKey::parse(&first).unwrap();
+
+    assert!(!ensure_fingerprint_key(&sdk, &name).await.unwrap());
+    assert_eq!(
+        read(sdk.clone(), name.clone()).await,
+        first,
+        "never replaced"
+    );
+
+    // The key is a real HMAC key: two addresses, two fingerprints; one address, one fingerprint.
+    assert_eq!(key.fingerprint(b"ana@x.com"), key.fingerprint(b"ana@x.com"));
+    assert_ne!(key.fingerprint(b"ana@x.com"), key.fingerprint(b"bia@x.com"));
 }

@@ -15,6 +15,9 @@ use crate::{local, paths, proc, venv};
 /// The template's config bucket and the parameter naming the object's key.
 pub const CONFIG_BUCKET: &str = "ConfigBucket";
 const CONFIG_KEY_PARAMETER: &str = "ConfigKey";
+/// The template's default `FingerprintKeyParameter`: the SSM SecureString holding the key of the email
+/// fingerprints, which every function reads at cold start.
+pub const FINGERPRINT_KEY_PARAMETER: &str = "/fluxo/fingerprint-key";
 /// The stack name when neither `--stack` nor samconfig.toml names one.
 pub const DEFAULT_STACK: &str = "fluxo";
 
@@ -29,8 +32,10 @@ Deploys Fluxo to your AWS account, then uploads its config:
      (Stage, AllowedOrigins, ...) and saves the answers in infra/samconfig.toml, which later deploys
      reuse; without --guided and without infra/samconfig.toml, the stack is NAME (default fluxo) with
      the template's defaults, --resolve-s3 and CAPABILITY_IAM;
-  4. pushes the config to the stack's config bucket (as `cargo xtask config push`);
-  5. prints the API URL and what to do next.
+  4. creates the key of the email fingerprints, an SSM SecureString (FingerprintKeyParameter, default
+     /fluxo/fingerprint-key) of 32 random bytes, unless it exists; an existing key is never replaced;
+  5. pushes the config to the stack's config bucket (as `cargo xtask config push`);
+  6. prints the API URL and what to do next.
 
 Needs AWS credentials (environment variables or a profile with keys in ~/.aws). The SAM CLI, cargo-lambda
 and zig are installed into .venv-sam and .venv on first use.
@@ -305,6 +310,56 @@ pub async fn config(command: ConfigCommand, target: Target) -> Result<()> {
     Ok(())
 }
 
+/// The fingerprint key's parameter name: `FingerprintKeyParameter=...` in the overrides, else the default.
+fn fingerprint_key_parameter(overrides: Option<&str>) -> String {
+    overrides
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| k.trim_matches(['"', '\'']) == "FingerprintKeyParameter")
+        .map(|(_, v)| v.trim_matches(['"', '\'']).to_string())
+        .unwrap_or_else(|| FINGERPRINT_KEY_PARAMETER.to_string())
+}
+
+/// Creates the fingerprint key (32 random bytes, hex, as an SSM SecureString) unless it exists. An existing
+/// key is never replaced: changing it would change every stored fingerprint. Returns whether it created one.
+pub async fn ensure_fingerprint_key(sdk: &SdkConfig, name: &str) -> Result<bool> {
+    use aws_sdk_ssm::error::ProvideErrorMetadata;
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    match ssm.get_parameter().name(name).send().await {
+        Ok(_) => return Ok(false),
+        Err(e) if e.code() == Some("ParameterNotFound") => {}
+        Err(e) => bail!(
+            "cannot read SSM parameter {name}: {}",
+            e.code().unwrap_or("unreachable")
+        ),
+    }
+    let mut bytes = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
+        &mut bytes,
+    )
+    .context("cannot read /dev/urandom")?;
+    match ssm
+        .put_parameter()
+        .name(name)
+        .description("Fluxo: key of the email fingerprints in logs and records. Never change it.")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(hex::encode(bytes))
+        .overwrite(false)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Created meanwhile by someone else: theirs stands.
+        Err(e) if e.code() == Some("ParameterAlreadyExists") => Ok(false),
+        Err(e) => bail!(
+            "cannot create SSM parameter {name}: {}",
+            e.code().unwrap_or("unreachable")
+        ),
+    }
+}
+
 /// `cargo xtask deploy`.
 pub async fn deploy(opts: DeployOptions) -> Result<()> {
     let root = paths::root();
@@ -360,6 +415,13 @@ pub async fn deploy(opts: DeployOptions) -> Result<()> {
     let outputs = stack_outputs(&stack, region, profile).await?;
     let object = object_of(&outputs, &stack)?;
     let sdk = aws_sdk(region, profile).await;
+    // The functions refuse to start without the fingerprint key; nothing has invoked them yet.
+    let key_parameter = fingerprint_key_parameter(opts.parameter_overrides.as_deref());
+    if ensure_fingerprint_key(&sdk, &key_parameter).await? {
+        println!("\n✓ created the fingerprint key, SSM SecureString {key_parameter}");
+    } else {
+        println!("\n✓ fingerprint key {key_parameter} exists (never change it)");
+    }
     println!(
         "\n▶ Pushing {} to s3://{}/{}",
         config.display(),
@@ -390,6 +452,19 @@ pub async fn deploy(opts: DeployOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fingerprint_key_parameter_can_be_overridden() {
+        assert_eq!(fingerprint_key_parameter(None), FINGERPRINT_KEY_PARAMETER);
+        assert_eq!(
+            fingerprint_key_parameter(Some("Stage=prod FingerprintKeyParameter=/acme/fp")),
+            "/acme/fp"
+        );
+        assert_eq!(
+            fingerprint_key_parameter(Some("FingerprintKeyParameter=\"/acme/fp2\"")),
+            "/acme/fp2"
+        );
+    }
 
     #[test]
     fn the_stack_name_comes_from_samconfig_deploy_or_global_parameters() {
