@@ -1,11 +1,14 @@
-//! SQS adapter: the leads queue and any JSON message queue with batched sends.
+//! SQS adapter: the leads queue, any JSON message queue with batched sends, and holding back a received
+//! message (`ChangeMessageVisibility`).
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::envelope::LeadEnvelope;
-use crate::ports::{LeadQueue, MessageQueue, OutboundMessage, QueueError};
+use crate::ports::{
+    LeadQueue, MAX_REDELIVERY_DELAY, MessageQueue, OutboundMessage, QueueError, Redelivery,
+};
 
 /// SQS's limit on entries per `SendMessageBatch`.
 const BATCH_LIMIT: usize = 10;
@@ -127,5 +130,27 @@ impl MessageQueue for SqsQueue {
             failed.extend(output.failed().iter().map(|f| f.id().to_string()));
         }
         Ok(failed)
+    }
+}
+
+impl Redelivery for SqsQueue {
+    async fn redeliver_after(
+        &self,
+        receipt_handle: &str,
+        after: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        // Whole seconds, rounded up so the message never returns before `after`; SQS's ceiling applies.
+        let capped = after.min(MAX_REDELIVERY_DELAY);
+        let secs = capped.as_secs() + u64::from(capped.subsec_nanos() > 0);
+        let secs = i32::try_from(secs).unwrap_or(i32::MAX);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
     }
 }
