@@ -208,10 +208,9 @@ pub fn usage_wait(reply: &Reply) -> Option<Duration> {
     if let Some(header) = reply.header("x-ad-account-usage")
         && let Ok(value) = serde_json::from_str::<Value>(header)
         && let Some(secs) = value.get("reset_time_duration").and_then(Value::as_f64)
+        && let Ok(d) = Duration::try_from_secs_f64(secs.max(0.0))
     {
-        if let Ok(d) = Duration::try_from_secs_f64(secs.max(0.0)) {
-            consider(d);
-        }
+        consider(d);
     }
     wait
 }
