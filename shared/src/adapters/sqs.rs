@@ -133,24 +133,48 @@ impl MessageQueue for SqsQueue {
     }
 }
 
+/// A delay as `ChangeMessageVisibility` takes it: whole seconds, rounded up so that the message never
+/// returns before `after`, at most [`MAX_REDELIVERY_DELAY`].
+fn visibility_secs(after: std::time::Duration) -> i32 {
+    let capped = after.min(MAX_REDELIVERY_DELAY);
+    let secs = capped.as_secs() + u64::from(capped.subsec_nanos() > 0);
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
 impl Redelivery for SqsQueue {
     async fn redeliver_after(
         &self,
         receipt_handle: &str,
         after: std::time::Duration,
     ) -> Result<(), QueueError> {
-        // Whole seconds, rounded up so the message never returns before `after`; SQS's ceiling applies.
-        let capped = after.min(MAX_REDELIVERY_DELAY);
-        let secs = capped.as_secs() + u64::from(capped.subsec_nanos() > 0);
-        let secs = i32::try_from(secs).unwrap_or(i32::MAX);
         self.client
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt_handle)
-            .visibility_timeout(secs)
+            .visibility_timeout(visibility_secs(after))
             .send()
             .await
             .map_err(|e| classify(&e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_delay_becomes_whole_seconds_rounded_up_and_capped_below_sqss_maximum() {
+        assert_eq!(visibility_secs(Duration::from_secs(1200)), 1200);
+        assert_eq!(visibility_secs(Duration::from_millis(1_500)), 2);
+        assert_eq!(visibility_secs(Duration::ZERO), 0);
+        let longest = visibility_secs(Duration::from_secs(40 * 3600));
+        assert_eq!(
+            u64::try_from(longest).ok(),
+            Some(MAX_REDELIVERY_DELAY.as_secs())
+        );
+        assert!(longest < 12 * 3600, "SQS refuses 12 hours or more");
     }
 }
