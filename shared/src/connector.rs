@@ -94,12 +94,23 @@ pub enum ConnectorError {
         vendor: &'static str,
         reason: String,
     },
+    /// The vendor said not to call again for a while (HubSpot's daily limit): nothing was sent, and no
+    /// call is worth making before `wait` has passed. Retryable; the caller should hand the work back
+    /// so that it returns only then (the lead-router delays the SQS message by `wait`).
+    #[error("{vendor}: paused for {}s: {reason}", wait.as_secs())]
+    Paused {
+        vendor: &'static str,
+        reason: String,
+        wait: Duration,
+    },
 }
 
 impl Retryable for ConnectorError {
     fn class(&self) -> ErrorClass {
         match self {
-            ConnectorError::Exhausted { .. } => ErrorClass::Retryable,
+            ConnectorError::Exhausted { .. } | ConnectorError::Paused { .. } => {
+                ErrorClass::Retryable
+            }
             ConnectorError::Permanent { .. } => ErrorClass::Permanent,
         }
     }
@@ -109,9 +120,17 @@ impl ConnectorError {
     /// The reason text, for journals and failure records.
     pub fn reason(&self) -> &str {
         match self {
-            ConnectorError::Exhausted { reason, .. } | ConnectorError::Permanent { reason, .. } => {
-                reason
-            }
+            ConnectorError::Exhausted { reason, .. }
+            | ConnectorError::Permanent { reason, .. }
+            | ConnectorError::Paused { reason, .. } => reason,
+        }
+    }
+
+    /// How long to wait before calling the vendor again, when it said so ([`ConnectorError::Paused`]).
+    pub fn wait(&self) -> Option<Duration> {
+        match self {
+            ConnectorError::Paused { wait, .. } => Some(*wait),
+            ConnectorError::Exhausted { .. } | ConnectorError::Permanent { .. } => None,
         }
     }
 }
@@ -703,6 +722,24 @@ mod tests {
         .await;
         assert_eq!(calls, 1);
         assert!(matches!(result, Err(ConnectorError::Permanent { .. })));
+    }
+
+    #[test]
+    fn a_pause_is_retryable_and_carries_its_wait() {
+        let e = ConnectorError::Paused {
+            vendor: "test",
+            reason: "daily limit".into(),
+            wait: Duration::from_secs(600),
+        };
+        assert!(e.is_retryable());
+        assert_eq!(e.reason(), "daily limit");
+        assert_eq!(e.wait(), Some(Duration::from_secs(600)));
+        let exhausted = ConnectorError::Exhausted {
+            vendor: "test",
+            attempts: 3,
+            reason: "down".into(),
+        };
+        assert_eq!(exhausted.wait(), None);
     }
 
     #[tokio::test(start_paused = true)]

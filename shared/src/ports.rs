@@ -212,3 +212,21 @@ pub trait MessageQueue: Send + Sync {
         messages: &[OutboundMessage],
     ) -> impl Future<Output = Result<Vec<String>, QueueError>> + Send;
 }
+
+/// The queue a function consumes, able to hold back a message it received: SQS's
+/// `ChangeMessageVisibility` with the message's receipt handle.
+pub trait Redelivery: Send + Sync {
+    /// Makes the received message invisible for `after` from now, so that it is delivered again only
+    /// then (not after the queue's visibility timeout). SQS allows at most 12 hours from the receipt;
+    /// callers cap `after` below [`MAX_REDELIVERY_DELAY`].
+    fn redeliver_after(
+        &self,
+        receipt_handle: &str,
+        after: std::time::Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The longest a received message can be held back: SQS's 12-hour ceiling on a message's visibility
+/// from its receipt, less 15 minutes for the time between the receipt and the request.
+pub const MAX_REDELIVERY_DELAY: std::time::Duration =
+    std::time::Duration::from_secs(12 * 3600 - 15 * 60);

@@ -136,6 +136,7 @@ async fn the_router_runs_the_buckets_config_keeps_the_last_good_one_and_reads_v1
             "AUDIENCE_QUEUE_URL",
             &stack.queue("AudienceQueue").unwrap().url,
         ),
+        ("LEADS_QUEUE_URL", &stack.queue("LeadsQueue").unwrap().url),
     ])
     .unwrap();
     let secrets = SecretStore::from_sdk_config(&sdk);

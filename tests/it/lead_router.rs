@@ -73,6 +73,7 @@ impl Harness {
             crm: Crm::from_config(&router_config.crm, Some(Secret::new(TOKEN)), 10)?,
             email_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("EmailQueue")?.url),
             audience_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("AudienceQueue")?.url),
+            leads_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("LeadsQueue")?.url),
             clock: SystemClock,
             rules: RuleSet::compile(&router_config)?,
             concurrency: 10,
@@ -598,6 +599,7 @@ async fn a_batch_goes_to_hubspot_in_one_upsert_call_after_a_rate_limited_attempt
         crm: Crm::from_config(&config.crm, Some(Secret::new(TOKEN)), 10).unwrap(),
         email_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("EmailQueue").unwrap().url),
         audience_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("AudienceQueue").unwrap().url),
+        leads_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("LeadsQueue").unwrap().url),
         clock: SystemClock,
         rules: RuleSet::compile(&config).unwrap(),
         concurrency: 10,
@@ -726,6 +728,7 @@ async fn hubspot_router(
         crm: Crm::from_config(&config.crm, Some(Secret::new(TOKEN)), 10).unwrap(),
         email_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("EmailQueue").unwrap().url),
         audience_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("AudienceQueue").unwrap().url),
+        leads_queue: SqsQueue::from_sdk_config(&sdk, &stack.queue("LeadsQueue").unwrap().url),
         clock: SystemClock,
         rules: RuleSet::compile(&config).unwrap(),
         concurrency: 10,
@@ -962,6 +965,105 @@ async fn a_daily_limit_429_hands_the_batch_back_to_sqs_without_retrying() {
     assert!(
         record.reason.as_deref().unwrap_or("").contains("daily"),
         "{record:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_daily_limit_429_holds_the_message_back_on_the_leads_queue_until_the_limit_may_reset() {
+    let hubspot = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/batch/upsert"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(
+            json!({"status": "error", "message": "You have reached your daily limit.",
+                    "errorType": "RATE_LIMIT", "correlationId": "c-2", "policyName": "DAILY"}),
+        ))
+        .mount(&hubspot)
+        .await;
+    // The pause lasts until the next full hour: keep clear of one so it outlasts the checks below.
+    let into_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 3600;
+    if into_hour > 3600 - 20 {
+        tokio::time::sleep(Duration::from_secs(3600 - into_hour + 1)).await;
+    }
+    let (sdk, stack, router) = hubspot_router("lr-hs-daily-hold", &hubspot.uri(), QUICK).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = stack.queue("LeadsQueue").unwrap().url.clone();
+    let lead = envelope("held@exemplo.com", None).unwrap();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(lead.to_json().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    // Received as the event source would, but with a 2 s visibility timeout: left alone, the message
+    // would be back on the queue 2 s later.
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .visibility_timeout(2)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages().to_vec();
+    assert_eq!(messages.len(), 1);
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({"messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(), "eventSource": "aws:sqs"}))
+        .collect();
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+
+    let response = router.handle(event).await;
+
+    assert_eq!(
+        failed(&response),
+        [messages[0].message_id().unwrap_or_default()],
+        "the message is still handed back"
+    );
+    assert_eq!(hubspot.received_requests().await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        again.messages().is_empty(),
+        "held back past the 2 s it was received for: {:?}",
+        again.messages()
+    );
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    let attribute = |name| {
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&name).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        attribute(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "1",
+        "still on the queue, in flight until the pause ends"
+    );
+    assert_eq!(
+        attribute(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+        "0"
     );
 }
 

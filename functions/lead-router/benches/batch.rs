@@ -45,6 +45,7 @@ fn router(crm_section: &str) -> Option<BenchRouter> {
         .ok()?,
         email_queue: MemoryQueue::default(),
         audience_queue: MemoryQueue::default(),
+        leads_queue: MemoryQueue::default(),
         clock: SystemClock,
         rules: RuleSet::compile(&config).ok()?,
         concurrency: config.processing.concurrency,

@@ -11,7 +11,9 @@
 //! performs only what is left. No new work starts past the deadline (Lambda's, less a margin): messages
 //! not started or not finished by then are reported as batch item failures, and SQS redelivers them. A permanent CRM failure is recorded on the profile and the message is
 //! deleted; a retryable failure (after in-invocation retries) fails the message, so SQS redelivers it
-//! and finally moves it to the DLQ.
+//! and finally moves it to the DLQ. A CRM that says not to call before some time (HubSpot's daily
+//! limit, [`ConnectorError::Paused`]) fails the message too, but first the router holds it back on the
+//! leads queue until then (`ChangeMessageVisibility`), so it does not burn receives toward the DLQ.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -25,7 +27,9 @@ use fluxo::domain::LeadId;
 use fluxo::envelope::{EnvelopeError, LeadEnvelope};
 use fluxo::error::{ErrorClass, Retryable};
 use fluxo::idempotency::effect_key;
-use fluxo::ports::{Clock, MessageQueue, OutboundMessage, QueueError, StoreError};
+use fluxo::ports::{
+    Clock, MAX_REDELIVERY_DELAY, MessageQueue, OutboundMessage, QueueError, Redelivery, StoreError,
+};
 use fluxo::routing::fanout;
 use fluxo::routing::{
     Claim, CrmRecord, EffectLedger, EffectOutcome, Merge, Profile, ProfileStore, RoutingView,
@@ -46,6 +50,8 @@ pub struct Router<P, L, C, Q, K> {
     pub crm: C,
     pub email_queue: Q,
     pub audience_queue: Q,
+    /// The queue this function consumes: a message the CRM asks to wait for is held back on it.
+    pub leads_queue: Q,
     pub clock: K,
     pub rules: RuleSet,
     /// Messages prepared, and effects claimed, at the same time.
@@ -104,9 +110,13 @@ struct Routed {
 /// One record of the batch as it moves through the phases.
 struct Item {
     message_id: String,
+    /// The receipt handle SQS gave with the message, to hold it back.
+    receipt_handle: Option<String>,
     span: Span,
     routed: Option<Routed>,
     failure: Option<StepError>,
+    /// The CRM asked not to be called for this long ([`ConnectorError::Paused`]).
+    redeliver_after: Option<Duration>,
 }
 
 impl Item {
@@ -132,7 +142,7 @@ where
     P: ProfileStore,
     L: EffectLedger,
     C: CrmConnector,
-    Q: MessageQueue,
+    Q: MessageQueue + Redelivery,
     K: Clock,
 {
     /// Handles one SQS batch without a deadline (tests, tools). See [`Router::handle_until`].
@@ -156,9 +166,11 @@ where
             );
             items.push(Item {
                 message_id,
+                receipt_handle: record.receipt_handle.clone(),
                 span,
                 routed: None,
                 failure: None,
+                redeliver_after: None,
             });
         }
         for (item, prepared) in items
@@ -174,6 +186,7 @@ where
             self.upsert_crm(&mut items, deadline).await;
         }
         self.fan_out(&mut items, deadline).await;
+        self.hold_back(&items, deadline).await;
 
         let mut response = SqsBatchResponse::default();
         let mut routed = 0;
@@ -381,11 +394,67 @@ where
             });
         }
         for (i, failure, stored) in bounded(records, self.concurrency).await {
+            if let Some(StepError::Crm(e)) = &failure {
+                items[i].redeliver_after = e.wait();
+            }
             if let Some(e) = failure {
                 items[i].fail(e);
             }
             if let Err(e) = stored {
                 items[i].fail(e.into());
+            }
+        }
+    }
+
+    /// Holds back, on the leads queue, every failed message whose CRM upsert was paused, until the pause
+    /// ends (at most [`MAX_REDELIVERY_DELAY`]): SQS then redelivers it only once the CRM takes calls
+    /// again, instead of after the queue's visibility timeout, and it does not burn receives toward the
+    /// DLQ meanwhile. A failure here is logged and otherwise harmless: the message is still reported as
+    /// a batch item failure and comes back after the visibility timeout.
+    async fn hold_back(&self, items: &[Item], deadline: Deadline) {
+        let mut delays = Vec::new();
+        for item in items {
+            let (Some(_), Some(wait)) = (&item.failure, item.redeliver_after) else {
+                continue;
+            };
+            let after = wait.min(MAX_REDELIVERY_DELAY);
+            let span = item.span.clone();
+            let Some(handle) = item.receipt_handle.as_deref().filter(|h| !h.is_empty()) else {
+                span.in_scope(|| tracing::warn!("the CRM is paused but the message has no receipt handle; SQS redelivers it after the visibility timeout"));
+                continue;
+            };
+            delays.push(async move {
+                match self.leads_queue.redeliver_after(handle, after).await {
+                    Ok(()) => span.in_scope(|| {
+                        tracing::info!(
+                            redeliver_in_secs = after.as_secs(),
+                            "the CRM is paused; the message is held back on the leads queue until then"
+                        )
+                    }),
+                    Err(e) => span.in_scope(|| {
+                        tracing::warn!(error = %redact(&e.to_string()), class = e.class().as_str(), "could not hold the message back; SQS redelivers it after the visibility timeout")
+                    }),
+                }
+            });
+        }
+        if delays.is_empty() {
+            return;
+        }
+        let held = bounded(delays, self.concurrency);
+        // Past the deadline, part of the margin is still Lambda's: use half of it, no more.
+        match deadline.instant() {
+            Some(at) => {
+                if tokio::time::timeout_at(at + DEADLINE_MARGIN / 2, held)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "holding messages back ran into the deadline; the rest come back after the visibility timeout"
+                    );
+                }
+            }
+            None => {
+                held.await;
             }
         }
     }
@@ -603,6 +672,8 @@ mod tests {
         calls: Mutex<Vec<Vec<CrmContact>>>,
         reject: Vec<&'static str>,
         down: Mutex<Vec<&'static str>>,
+        /// Emails the CRM answers with a pause of this length (HubSpot's daily limit).
+        paused: Vec<(&'static str, Duration)>,
         /// How long each call takes.
         delay: Option<Duration>,
     }
@@ -614,6 +685,7 @@ mod tests {
                 calls: Mutex::default(),
                 reject: vec![],
                 down: Mutex::default(),
+                paused: vec![],
                 delay: None,
             }
         }
@@ -649,6 +721,14 @@ mod tests {
                         Err(ConnectorError::Permanent {
                             vendor: "fake",
                             reason: "HTTP 400: invalid email".into(),
+                        })
+                    } else if let Some((_, wait)) =
+                        self.paused.iter().find(|(e, _)| *e == c.email.as_str())
+                    {
+                        Err(ConnectorError::Paused {
+                            vendor: "fake",
+                            reason: "daily limit".into(),
+                            wait: *wait,
                         })
                     } else if down.contains(&c.email.as_str()) {
                         Err(ConnectorError::Exhausted {
@@ -689,6 +769,7 @@ mod tests {
             crm,
             email_queue: MemoryQueue::default(),
             audience_queue: MemoryQueue::default(),
+            leads_queue: MemoryQueue::default(),
             clock: FixedClock(at()),
             rules: RuleSet::compile(&config.lead_router).unwrap(),
             concurrency: 4,
@@ -714,7 +795,7 @@ mod tests {
     fn event(messages: &[(&str, String)]) -> SqsEvent {
         let records: Vec<_> = messages
             .iter()
-            .map(|(id, body)| json!({"messageId": id, "body": body}))
+            .map(|(id, body)| json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": body}))
             .collect();
         serde_json::from_value(json!({ "Records": records })).unwrap()
     }
@@ -864,6 +945,81 @@ mod tests {
             2,
             "no second fan-out message on the retry"
         );
+    }
+
+    #[tokio::test]
+    async fn a_crm_pause_holds_back_exactly_the_paused_messages_for_the_pause() {
+        let mut crm = FakeCrm::new();
+        crm.paused = vec![
+            ("p1@exemplo.com", Duration::from_secs(1200)),
+            ("p2@exemplo.com", Duration::from_millis(1_500)),
+        ];
+        crm.down.lock().unwrap().push("down@exemplo.com");
+        let r = router(crm);
+        let body = |email, n| lead(email, n).to_json().unwrap();
+        let response = r
+            .handle(event(&[
+                ("ok", body("ok@exemplo.com", 1)),
+                ("p1", body("p1@exemplo.com", 2)),
+                ("down", body("down@exemplo.com", 3)),
+                ("p2", body("p2@exemplo.com", 4)),
+                ("junk", "{not json".into()),
+            ]))
+            .await;
+        assert_eq!(
+            failed_ids(&response),
+            vec!["p1", "down", "p2", "junk"],
+            "paused messages are still handed back"
+        );
+        let mut delayed = r.leads_queue.delayed();
+        delayed.sort();
+        assert_eq!(
+            delayed,
+            vec![
+                ("rh-p1".to_string(), Duration::from_secs(1200)),
+                ("rh-p2".to_string(), Duration::from_millis(1_500)),
+            ],
+            "only the paused messages are held back, each by its pause"
+        );
+        assert!(r.email_queue.delayed().is_empty());
+        assert!(r.audience_queue.delayed().is_empty());
+        let (_, _, crm) = r
+            .profiles
+            .get(&Email::parse("p1@exemplo.com").unwrap().sha256_hex())
+            .unwrap();
+        assert_eq!(crm[0].state, "retryable_failure");
+    }
+
+    #[tokio::test]
+    async fn a_pause_longer_than_sqs_allows_holds_the_message_back_for_the_longest_sqs_allows() {
+        let mut crm = FakeCrm::new();
+        crm.paused = vec![("p@exemplo.com", Duration::from_secs(30 * 3600))];
+        let r = router(crm);
+        let response = r
+            .handle(event(&[("p", lead("p@exemplo.com", 1).to_json().unwrap())]))
+            .await;
+        assert_eq!(failed_ids(&response), vec!["p"]);
+        assert_eq!(
+            r.leads_queue.delayed(),
+            vec![("rh-p".to_string(), MAX_REDELIVERY_DELAY)]
+        );
+        assert!(MAX_REDELIVERY_DELAY < Duration::from_secs(12 * 3600));
+    }
+
+    #[tokio::test]
+    async fn a_message_that_cannot_be_held_back_is_still_handed_back() {
+        let mut crm = FakeCrm::new();
+        crm.paused = vec![("p@exemplo.com", Duration::from_secs(600))];
+        let r = router(crm);
+        r.leads_queue.refuse_delays();
+        let response = r
+            .handle(event(&[
+                ("p", lead("p@exemplo.com", 1).to_json().unwrap()),
+                ("ok", lead("ok@exemplo.com", 2).to_json().unwrap()),
+            ]))
+            .await;
+        assert_eq!(failed_ids(&response), vec!["p"]);
+        assert!(r.leads_queue.delayed().is_empty());
     }
 
     #[tokio::test]

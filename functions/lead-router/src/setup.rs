@@ -27,6 +27,9 @@ pub struct Settings {
     pub email_queue_url: String,
     /// `AUDIENCE_QUEUE_URL`.
     pub audience_queue_url: String,
+    /// `LEADS_QUEUE_URL`: the queue this function consumes, where a message is held back while the CRM
+    /// is paused.
+    pub leads_queue_url: String,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             table: settings::required(src, "LEADS_TABLE")?,
             email_queue_url: settings::required(src, "EMAIL_QUEUE_URL")?,
             audience_queue_url: settings::required(src, "AUDIENCE_QUEUE_URL")?,
+            leads_queue_url: settings::required(src, "LEADS_QUEUE_URL")?,
         })
     }
 }
@@ -90,6 +94,7 @@ pub async fn build(
         crm,
         email_queue: SqsQueue::from_sdk_config(sdk_config, settings.email_queue_url.clone()),
         audience_queue: SqsQueue::from_sdk_config(sdk_config, settings.audience_queue_url.clone()),
+        leads_queue: SqsQueue::from_sdk_config(sdk_config, settings.leads_queue_url.clone()),
         clock: SystemClock,
         rules,
         concurrency,
@@ -110,5 +115,26 @@ mod tests {
             err.to_string(),
             "setting AUDIENCE_QUEUE_URL is required but not set"
         );
+    }
+
+    #[test]
+    fn the_leads_queue_url_is_required_to_hold_messages_back() {
+        let src = [
+            ("LEADS_TABLE", "t"),
+            ("EMAIL_QUEUE_URL", "e"),
+            ("AUDIENCE_QUEUE_URL", "a"),
+        ];
+        let err = Settings::from_source(&src).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting LEADS_QUEUE_URL is required but not set"
+        );
+        let src = [
+            ("LEADS_TABLE", "t"),
+            ("EMAIL_QUEUE_URL", "e"),
+            ("AUDIENCE_QUEUE_URL", "a"),
+            ("LEADS_QUEUE_URL", "l"),
+        ];
+        assert_eq!(Settings::from_source(&src).unwrap().leads_queue_url, "l");
     }
 }

@@ -1,11 +1,14 @@
-//! SQS adapter: the leads queue and any JSON message queue with batched sends.
+//! SQS adapter: the leads queue, any JSON message queue with batched sends, and holding back a received
+//! message (`ChangeMessageVisibility`).
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::envelope::LeadEnvelope;
-use crate::ports::{LeadQueue, MessageQueue, OutboundMessage, QueueError};
+use crate::ports::{
+    LeadQueue, MAX_REDELIVERY_DELAY, MessageQueue, OutboundMessage, QueueError, Redelivery,
+};
 
 /// SQS's limit on entries per `SendMessageBatch`.
 const BATCH_LIMIT: usize = 10;
@@ -127,5 +130,51 @@ impl MessageQueue for SqsQueue {
             failed.extend(output.failed().iter().map(|f| f.id().to_string()));
         }
         Ok(failed)
+    }
+}
+
+/// A delay as `ChangeMessageVisibility` takes it: whole seconds, rounded up so that the message never
+/// returns before `after`, at most [`MAX_REDELIVERY_DELAY`].
+fn visibility_secs(after: std::time::Duration) -> i32 {
+    let capped = after.min(MAX_REDELIVERY_DELAY);
+    let secs = capped.as_secs() + u64::from(capped.subsec_nanos() > 0);
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+impl Redelivery for SqsQueue {
+    async fn redeliver_after(
+        &self,
+        receipt_handle: &str,
+        after: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(visibility_secs(after))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_delay_becomes_whole_seconds_rounded_up_and_capped_below_sqss_maximum() {
+        assert_eq!(visibility_secs(Duration::from_secs(1200)), 1200);
+        assert_eq!(visibility_secs(Duration::from_millis(1_500)), 2);
+        assert_eq!(visibility_secs(Duration::ZERO), 0);
+        let longest = visibility_secs(Duration::from_secs(40 * 3600));
+        assert_eq!(
+            u64::try_from(longest).ok(),
+            Some(MAX_REDELIVERY_DELAY.as_secs())
+        );
+        assert!(longest < 12 * 3600, "SQS refuses 12 hours or more");
     }
 }

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::ports::{Claim, EffectLedger, EffectOutcome, ProfileStore, Saved, Versioned};
 use super::profile::{CrmRecord, Profile};
-use crate::ports::{MessageQueue, OutboundMessage, QueueError, StoreError};
+use crate::ports::{MessageQueue, OutboundMessage, QueueError, Redelivery, StoreError};
 
 fn poisoned() -> StoreError {
     StoreError::Unavailable("in-memory store lock poisoned".to_string())
@@ -125,17 +126,33 @@ impl EffectLedger for MemoryLedger {
     }
 }
 
-/// A queue that keeps what it was sent; ids listed in `fail_ids` are reported as failed.
+/// A queue that keeps what it was sent (messages whose body contains a string given to
+/// [`MemoryQueue::fail_when_body_contains`] are reported as failed), and records the received messages
+/// it was asked to hold back.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     sent: Mutex<Vec<OutboundMessage>>,
     fail_bodies_containing: Mutex<Vec<String>>,
+    delayed: Mutex<Vec<(String, Duration)>>,
+    refuse_delays: Mutex<bool>,
 }
 
 impl MemoryQueue {
     /// Every message accepted so far.
     pub fn sent(&self) -> Vec<OutboundMessage> {
         self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Every `(receipt handle, delay)` this queue was asked to hold back, in order.
+    pub fn delayed(&self) -> Vec<(String, Duration)> {
+        self.delayed.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Makes later requests to hold back a message fail (as SQS does for an expired receipt handle).
+    pub fn refuse_delays(&self) {
+        if let Ok(mut r) = self.refuse_delays.lock() {
+            *r = true;
+        }
     }
 
     /// Makes later sends fail for messages whose body contains `needle`.
@@ -166,5 +183,24 @@ impl MessageQueue for MemoryQueue {
             }
         }
         Ok(failed)
+    }
+}
+
+impl Redelivery for MemoryQueue {
+    async fn redeliver_after(
+        &self,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueError> {
+        if self.refuse_delays.lock().map(|r| *r).unwrap_or(false) {
+            return Err(QueueError::Rejected(
+                "ReceiptHandleIsInvalid: the receipt handle has expired".into(),
+            ));
+        }
+        self.delayed
+            .lock()
+            .map_err(|_| QueueError::Unavailable("lock poisoned".into()))?
+            .push((receipt_handle.to_string(), after));
+        Ok(())
     }
 }

@@ -139,19 +139,23 @@ impl HubSpotClient {
         }
     }
 
-    fn paused(&self) -> bool {
+    /// What is left of the daily-limit pause, if one holds.
+    fn paused(&self) -> Option<Duration> {
         self.daily_pause
             .lock()
             .ok()
             .and_then(|p| *p)
-            .is_some_and(|until| Instant::now() < until)
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|left| !left.is_zero())
     }
 
-    fn pause_for_the_daily_limit(&self) {
-        let until = Instant::now() + next_probe(SystemTime::now());
+    /// Pauses every call until the next probe of the daily limit; returns the pause.
+    fn pause_for_the_daily_limit(&self) -> Duration {
+        let wait = next_probe(SystemTime::now());
         if let Ok(mut p) = self.daily_pause.lock() {
-            *p = Some(until);
+            *p = Some(Instant::now() + wait);
         }
+        wait
     }
 
     /// Sends one batch with bounded retries; no retry once the deadline is near.
@@ -184,8 +188,10 @@ impl HubSpotClient {
     ///
     /// Contacts with the same email become one input. Inputs go out `batch_size` at a time. A batch
     /// HubSpot refuses with a 4xx is split in two and each half sent again, until the input at fault is
-    /// alone: only it fails permanently. Once HubSpot reports its daily limit, or the deadline comes,
-    /// nothing more is sent and every input left fails as retryable, so SQS redelivers it later.
+    /// alone: only it fails permanently. Once HubSpot reports its daily limit, nothing more is sent
+    /// until the next full hour and every input left fails with [`ConnectorError::Paused`], carrying
+    /// what is left of the pause, so the caller can have SQS redeliver it only then. Once the deadline
+    /// comes, nothing more is sent and every input left fails as retryable, so SQS redelivers it later.
     pub async fn upsert(
         &self,
         contacts: &[CrmContact],
@@ -203,11 +209,13 @@ impl HubSpotClient {
             .collect();
         let mut stop: Option<ConnectorError> = None;
         while let Some(group) = work.pop() {
-            if stop.is_none() && self.paused() {
-                stop = Some(ConnectorError::Exhausted {
+            if stop.is_none()
+                && let Some(wait) = self.paused()
+            {
+                stop = Some(ConnectorError::Paused {
                     vendor: VENDOR,
-                    attempts: 0,
                     reason: DAILY_LIMIT_REASON.to_string(),
+                    wait,
                 });
             }
             if stop.is_none() && deadline.passed() {
@@ -275,11 +283,11 @@ impl HubSpotClient {
                 }
                 Ok(Answer::DailyLimit(reason)) => {
                     tracing::warn!(reason = %reason, "HubSpot daily limit reached; handing the leads back to SQS");
-                    self.pause_for_the_daily_limit();
-                    let e = ConnectorError::Exhausted {
+                    let wait = self.pause_for_the_daily_limit();
+                    let e = ConnectorError::Paused {
                         vendor: VENDOR,
-                        attempts: 1,
                         reason: DAILY_LIMIT_REASON.to_string(),
+                        wait,
                     };
                     for &i in &group {
                         outcome[i] = Some(Err(e.clone()));
