@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     fluxo::observability::init_tracing();
     let (cold, source) = setup::cold_start().await?;
     // The engine is rebuilt from each new config version (checked at most once a minute).
-    let build = |loaded: fluxo::config::LoadedConfig| setup::build(&cold, loaded);
+    let build = |loaded: fluxo::config::LoadedConfig| cold.build(loaded);
     let live = LiveConfig::start(source, "hourly-optimizer", &build).await?;
     let (live, build) = (&live, &build);
     lambda_runtime::run(service_fn(

@@ -52,7 +52,7 @@ pub struct ColdStart {
     /// The optimizer table.
     pub store: DynamoOptimizerStore,
     /// The secret store (environment, then SSM).
-    pub secrets: Secrets,
+    pub secrets: SecretStore,
 }
 
 /// Settings, the AWS config and every client, once per cold start; the fingerprint key installed. A bad
@@ -65,21 +65,23 @@ pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
     let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
     let cold = ColdStart {
         store: DynamoOptimizerStore::from_sdk_config(&aws, settings.table),
-        secrets: Secrets::Ssm(secret_store),
+        secrets: secret_store,
     };
     Ok((cold, source))
 }
 
-/// The live engine for one config version, on the wall clock and the thread's randomness.
-pub async fn build(cold: &ColdStart, loaded: LoadedConfig) -> Result<LiveEngine, SetupError> {
-    engine(
-        &loaded,
-        cold.store.clone(),
-        &cold.secrets,
-        Arc::new(SystemClock),
-        Arc::new(ThreadRandomness),
-    )
-    .await
+impl ColdStart {
+    /// The live engine for one config version, on the wall clock and the thread's randomness.
+    pub async fn build(&self, loaded: LoadedConfig) -> Result<LiveEngine, SetupError> {
+        engine(
+            &loaded,
+            self.store.clone(),
+            &self.secrets,
+            Arc::new(SystemClock),
+            Arc::new(ThreadRandomness),
+        )
+        .await
+    }
 }
 
 /// A cold-start failure; each names the setting, file field or secret at fault.
@@ -110,26 +112,21 @@ impl Retryable for SetupError {
     }
 }
 
-/// Where secrets are read: the environment only (tests, demo) or the environment then SSM (Lambda).
-pub enum Secrets {
-    EnvOnly,
-    Ssm(SecretStore),
-}
-
-impl Secrets {
-    /// The secret's value. `what` names the setting in errors; the value is never logged.
-    pub async fn resolve(&self, what: &str, reference: &SecretRef) -> Result<Secret, SetupError> {
-        let value = match self {
-            Secrets::EnvOnly => reference
-                .from_env()
-                .ok_or_else(|| SecretError::NotFound(reference.describe())),
-            Secrets::Ssm(ssm) => ssm.resolve(reference).await,
-        };
-        value.map(Secret::new).map_err(|source| SetupError::Secret {
+/// A secret's value through the store (the environment first, then SSM or Secrets Manager). `what`
+/// names the setting in errors; the value is never logged.
+async fn resolve(
+    secrets: &SecretStore,
+    what: &str,
+    reference: &SecretRef,
+) -> Result<Secret, SetupError> {
+    secrets
+        .resolve(reference)
+        .await
+        .map(Secret::new)
+        .map_err(|source| SetupError::Secret {
             what: what.to_string(),
             source,
         })
-    }
 }
 
 fn policy(max_attempts: u32) -> RetryPolicy {
@@ -151,7 +148,10 @@ macro_rules! client {
 }
 
 /// Google's credentials: a fixed access token, or the refresh-token flow.
-async fn google_auth(g: &GoogleAdsSettings, secrets: &Secrets) -> Result<GoogleAuth, SetupError> {
+async fn google_auth(
+    g: &GoogleAdsSettings,
+    secrets: &SecretStore,
+) -> Result<GoogleAuth, SetupError> {
     match (
         &g.access_token,
         &g.oauth_client_id,
@@ -159,20 +159,24 @@ async fn google_auth(g: &GoogleAdsSettings, secrets: &Secrets) -> Result<GoogleA
         &g.oauth_refresh_token,
     ) {
         (Some(token), ..) => Ok(GoogleAuth::Static(
-            secrets
-                .resolve("optimizer.google_ads.access_token", token)
-                .await?,
+            resolve(secrets, "optimizer.google_ads.access_token", token).await?,
         )),
         (None, Some(client_id), Some(client_secret), Some(refresh_token)) => {
             Ok(GoogleAuth::Refresh {
                 token_url: g.oauth_token_url.clone(),
                 client_id: client_id.clone(),
-                client_secret: secrets
-                    .resolve("optimizer.google_ads.oauth_client_secret", client_secret)
-                    .await?,
-                refresh_token: secrets
-                    .resolve("optimizer.google_ads.oauth_refresh_token", refresh_token)
-                    .await?,
+                client_secret: resolve(
+                    secrets,
+                    "optimizer.google_ads.oauth_client_secret",
+                    client_secret,
+                )
+                .await?,
+                refresh_token: resolve(
+                    secrets,
+                    "optimizer.google_ads.oauth_refresh_token",
+                    refresh_token,
+                )
+                .await?,
             })
         }
         _ => Err(SetupError::Campaign(
@@ -182,7 +186,10 @@ async fn google_auth(g: &GoogleAdsSettings, secrets: &Secrets) -> Result<GoogleA
 }
 
 /// The platform clients for the config (only the platforms it configures).
-pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platforms, SetupError> {
+pub async fn platforms(
+    loaded: &LoadedConfig,
+    secrets: &SecretStore,
+) -> Result<Platforms, SetupError> {
     let o = &loaded.config.optimizer;
     let google_ads = match &o.google_ads {
         Some(g) => Some(GoogleAdsClient::new(
@@ -203,8 +210,7 @@ pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platf
             MetaConfig {
                 endpoint: m.endpoint.clone(),
                 api_version: m.api_version.clone(),
-                access_token: secrets
-                    .resolve("optimizer.meta.access_token", &m.access_token)
+                access_token: resolve(secrets, "optimizer.meta.access_token", &m.access_token)
                     .await?,
                 retry: policy(m.max_attempts),
             },
@@ -212,7 +218,7 @@ pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platf
         None => None,
     };
     let token = match &o.generic.token {
-        Some(t) => Some(secrets.resolve("optimizer.generic.token", t).await?),
+        Some(t) => Some(resolve(secrets, "optimizer.generic.token", t).await?),
         None => None,
     };
     let generic = GenericClient::new(
@@ -230,13 +236,15 @@ pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platf
 }
 
 /// The Slack notifier, or a preview (rendered, not sent) when no webhook is configured.
-pub async fn notifier(loaded: &LoadedConfig, secrets: &Secrets) -> Result<RunNotifier, SetupError> {
+pub async fn notifier(
+    loaded: &LoadedConfig,
+    secrets: &SecretStore,
+) -> Result<RunNotifier, SetupError> {
     match &loaded.config.optimizer.slack {
         Some(slack) => Ok(RunNotifier::Slack(SlackNotifier::new(
             client!(10)?,
             SlackConfig {
-                webhook_url: secrets
-                    .resolve("optimizer.slack.webhook_url", &slack.webhook_url)
+                webhook_url: resolve(secrets, "optimizer.slack.webhook_url", &slack.webhook_url)
                     .await?,
                 min_interval: Duration::from_millis(slack.min_interval_ms),
                 retry: RetryPolicy {
@@ -254,7 +262,7 @@ pub async fn notifier(loaded: &LoadedConfig, secrets: &Secrets) -> Result<RunNot
 pub async fn engine<S: OptimizerStore>(
     loaded: &LoadedConfig,
     store: S,
-    secrets: &Secrets,
+    secrets: &SecretStore,
     clock: Arc<dyn Clock>,
     randomness: Arc<dyn Randomness>,
 ) -> Result<Engine<Platforms, S, RunNotifier>, SetupError> {
@@ -272,4 +280,20 @@ pub async fn engine<S: OptimizerStore>(
         o.engine_settings(),
         loaded.version.clone(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_optimizer_table_is_named() {
+        let err = Settings::from_source(&[("OTHER", "x")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "setting OPTIMIZER_TABLE is required but not set"
+        );
+        let settings = Settings::from_source(&[("OPTIMIZER_TABLE", "t")]).unwrap();
+        assert_eq!(settings.table, "t");
+    }
 }
