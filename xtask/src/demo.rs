@@ -57,6 +57,14 @@ pub fn steps() -> Vec<Step> {
     ]
 }
 
+/// Arguments of `cargo xtask demo`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DemoArgs {
+    /// The Fluxo config pushed to the local config bucket (default config/examples/demo.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 /// Runs the demo. Succeeds only if every step's checks pass.
 pub async fn run(config: Option<PathBuf>) -> Result<()> {
     println!(
