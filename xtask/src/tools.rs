@@ -83,7 +83,7 @@ pub async fn invoke(opts: InvokeOptions) -> Result<()> {
                 .find(|(_, e)| matches!(e, EventSource::Schedule(_)))
                 .map(|(name, _)| format!("{}-{name}", f.logical_id))
                 .unwrap_or_else(|| format!("{}-manual", f.logical_id));
-            esm::scheduled_event_now(&rule)
+            serde_json::to_value(esm::scheduled_event_now(&rule))?
         }
         (None, false) => serde_json::json!({}),
     };
