@@ -1,4 +1,10 @@
 //! Rule evaluation throughput: one lead through a 50-rule accumulating config (every operator kind).
+//!
+//! The set-up asserts what it built (50 rules, a lead that some of them match), so the benchmark cannot
+//! quietly measure nothing.
+
+// A set-up failure must stop the benchmark loudly rather than let it measure nothing.
+#![allow(clippy::expect_used)]
 
 use std::hint::black_box;
 
@@ -42,16 +48,13 @@ fn fifty_rules() -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let config = load_str("bench.toml", &fifty_rules()).map(|l| l.config);
-    let Ok(config) = config else { return };
-    let Ok(rules) = RuleSet::compile(&config.lead_router) else {
-        return;
-    };
+    let config = load_str("bench.toml", &fifty_rules())
+        .map(|l| l.config)
+        .expect("the benchmark's 50-rule config loads");
+    let rules = RuleSet::compile(&config.lead_router).expect("the 50 rules compile");
     assert_eq!(rules.len(), 50);
     let at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
-    let Ok(email) = Email::parse("joao.silva@gmail.com") else {
-        return;
-    };
+    let email = Email::parse("joao.silva@gmail.com").expect("the benchmark's email is valid");
     let mut lead = Lead::with_email(email);
     lead.name = Some("João Silva".into());
     lead.company = Some("Empresa X Ltda".into());
@@ -62,6 +65,12 @@ fn bench(c: &mut Criterion) {
     let profile = Profile::new(
         &LeadEnvelope::new(LeadId::new(at, 1), "k".into(), at, None, lead),
         at,
+    );
+
+    let decision = rules.evaluate(&profile, &profile.last_touch);
+    assert!(
+        !decision.matched_rules.is_empty() && decision.segment.is_some(),
+        "the benchmark's lead matches no rule: {decision:?}"
     );
 
     let mut group = c.benchmark_group("rules");

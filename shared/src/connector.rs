@@ -80,6 +80,36 @@ pub enum Outcome<T> {
     },
 }
 
+impl<T> Outcome<T> {
+    /// A retryable failure without a hint (a transport error, a timeout).
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Outcome::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same outcome, with a success's value mapped by `f`; failures pass through unchanged.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        self.and_then(|value| Outcome::Success(f(value)))
+    }
+
+    /// On success, the outcome of `f` (which may still fail); failures pass through unchanged.
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Outcome<U>) -> Outcome<U> {
+        match self {
+            Outcome::Success(value) => f(value),
+            Outcome::Retryable {
+                reason,
+                retry_after,
+            } => Outcome::Retryable {
+                reason,
+                retry_after,
+            },
+            Outcome::Permanent { reason } => Outcome::Permanent { reason },
+        }
+    }
+}
+
 /// A failed call, after retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectorError {
@@ -193,19 +223,9 @@ impl Reply {
     /// The outcome of a reply that is not the status the caller expected: the default classification,
     /// except that an unexpected 2xx is a permanent failure (the vendor did something else than asked).
     pub fn failure_outcome<T>(&self) -> Outcome<T> {
-        match self.default_outcome() {
-            Outcome::Success(()) => Outcome::Permanent {
-                reason: format!("unexpected status: {}", self.summary()),
-            },
-            Outcome::Retryable {
-                reason,
-                retry_after,
-            } => Outcome::Retryable {
-                reason,
-                retry_after,
-            },
-            Outcome::Permanent { reason } => Outcome::Permanent { reason },
-        }
+        self.default_outcome().and_then(|()| Outcome::Permanent {
+            reason: format!("unexpected status: {}", self.summary()),
+        })
     }
 
     /// `HTTP <status>: <first 300 chars of the body>`, for failure records.
@@ -316,6 +336,18 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
     })
 }
 
+/// Sends a request and classifies its reply: one attempt of a call. A transport error or timeout is
+/// retryable.
+pub async fn exchange<T>(
+    request: reqwest::RequestBuilder,
+    classify: impl FnOnce(&Reply) -> Outcome<T>,
+) -> Outcome<T> {
+    match send(request).await {
+        Ok(reply) => classify(&reply),
+        Err(reason) => Outcome::retryable(reason),
+    }
+}
+
 fn describe_transport_error(e: reqwest::Error) -> String {
     // reqwest's Display includes the URL, which can carry a token (Slack webhooks); keep only the kind.
     if e.is_timeout() {
@@ -397,16 +429,12 @@ where
         n += 1;
         let fut = attempt(current);
         async move {
-            let outcome =
-                match deadline.instant() {
-                    Some(at) => tokio::time::timeout_at(at, fut).await.unwrap_or_else(|_| {
-                        Outcome::Retryable {
-                            reason: DEADLINE_REASON.to_string(),
-                            retry_after: None,
-                        }
-                    }),
-                    None => fut.await,
-                };
+            let outcome = match deadline.instant() {
+                Some(at) => tokio::time::timeout_at(at, fut)
+                    .await
+                    .unwrap_or_else(|_| Outcome::retryable(DEADLINE_REASON)),
+                None => fut.await,
+            };
             match outcome {
                 Outcome::Success(value) => Ok(value),
                 Outcome::Permanent { reason } => Err(AttemptFailure::Permanent(reason)),
@@ -465,6 +493,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_maps_its_success_and_keeps_its_failures() {
+        assert_eq!(Outcome::Success(2).map(|n| n * 10), Outcome::Success(20));
+        let busy: Outcome<i32> = Outcome::Retryable {
+            reason: "busy".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(
+            busy.map(|n| n * 10),
+            Outcome::Retryable {
+                reason: "busy".into(),
+                retry_after: Some(Duration::from_secs(3)),
+            }
+        );
+        let refused: Outcome<i32> = Outcome::Permanent {
+            reason: "no".into(),
+        };
+        assert_eq!(
+            refused.map(|n| n.to_string()),
+            Outcome::Permanent {
+                reason: "no".into()
+            }
+        );
+        assert_eq!(
+            Outcome::Success(1).and_then(|_| Outcome::<()>::retryable("later")),
+            Outcome::retryable("later")
+        );
+    }
 
     fn reply(status: u16, headers: &[(&str, &str)]) -> Reply {
         Reply {

@@ -1,8 +1,18 @@
-//! Fluxo's shared library: the lead domain, the ports each function depends on, and the adapters behind them.
+//! Fluxo's shared library, split by capability: what two or more function crates share.
 //!
-//! Domain code is pure. I/O sits behind the small traits in [`ports`], and only the modules under
-//! [`adapters`] (AWS) and [`connector`] (vendor HTTP) know SDK or HTTP types. Adapters are behind cargo
-//! features so that each function links only what it calls.
+//! - [`domain`]: the pure lead domain (lead types, the canonical field table, intake). No I/O.
+//! - [`ports`]: the cross-cutting ports (clock, randomness, store and queue errors, intake store);
+//!   each capability keeps its own ports beside it ([`routing::ports`], [`optimizer::ports`]).
+//! - [`routing`], [`optimizer`]: the router's and the optimizer's shared domain (the use cases
+//!   themselves live in their function crates).
+//! - [`connector`]: the vendor connector contract; [`crm`], [`ads`], [`slack`]: the vendor connectors,
+//!   each vendor with `config.rs`, `request.rs` (pure) and `client.rs`.
+//! - `adapters`: AWS only (DynamoDB, SQS, SSM, S3, signed calls), with one error classifier.
+//! - [`config`]: the config file model, its source and live reloading.
+//!
+//! Only `adapters` knows AWS SDK types, and only the connectors know HTTP types. Adapters and HTTP are
+//! behind cargo features so that each function links only what it calls. `testing` (feature `testing`)
+//! holds the shared unit-test fakes. ARCHITECTURE.md at the repository root is the map.
 
 pub mod ads;
 pub mod config;

@@ -3,6 +3,12 @@
 //! The REST CRM gets one call per lead, made concurrently; HubSpot gets the batch in one call. Either way a
 //! batch should take about one call's latency, not ten. Stores and queues are in memory, so the figure is
 //! the CRM's latency plus the router's own overhead.
+//!
+//! The set-up asserts what it built, and every measured batch must reach the CRM and the queues: a
+//! benchmark must not quietly measure nothing.
+
+// A set-up failure must stop the benchmark loudly rather than let it measure nothing.
+#![allow(clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,12 +81,10 @@ fn batch() -> Option<SqsEvent> {
 }
 
 fn bench(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    else {
-        return;
-    };
+        .expect("the benchmark's runtime starts");
     let server = rt.block_on(async {
         let server = MockServer::start().await;
         let created = ResponseTemplate::new(201).set_delay(CRM_LATENCY);
@@ -104,22 +108,43 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1));
     for (name, section) in [("rest_concurrent", rest), ("hubspot_one_call", hubspot)] {
-        let Some(router) = router(&section) else {
-            return;
-        };
+        let router = router(&section).expect("the benchmark's router builds from its config");
+        let crm_calls_before = rt
+            .block_on(server.received_requests())
+            .map_or(0, |r| r.len());
+        let mut batches = 0usize;
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    let Some(event) = batch() else { continue };
+                    let event = batch().expect("the benchmark's batch of 10 leads builds");
                     let started = Instant::now();
                     let response = rt.block_on(router.handle(event));
                     total += started.elapsed();
                     assert!(response.batch_item_failures.is_empty());
+                    batches += 1;
                 }
                 total
             })
         });
+        // Every measured lead reached the CRM and was fanned out: the figure is not an empty run.
+        let crm_calls = rt
+            .block_on(server.received_requests())
+            .map_or(0, |r| r.len())
+            - crm_calls_before;
+        assert!(
+            batches > 0 && crm_calls > 0,
+            "{name}: no batch reached the CRM"
+        );
+        assert!(
+            router.profiles.len() >= batches * 10,
+            "{name}: {} profiles stored for {batches} batches of 10",
+            router.profiles.len()
+        );
+        assert!(
+            !router.email_queue.sent().is_empty(),
+            "{name}: nothing was fanned out to the email queue"
+        );
     }
     group.finish();
 }

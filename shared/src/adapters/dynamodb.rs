@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::LeadId;
 use crate::envelope::LeadEnvelope;
+use crate::error::ErrorClass;
 use crate::ports::{
     CreateOutcome, DedupWindow, ExistingIntake, IntakeRecord, IntakeStatus, IntakeStore,
     PendingIntake, StoreError,
@@ -155,38 +156,16 @@ impl DynamoIntakeStore {
     }
 }
 
-/// Sorts an SDK error into retryable (throttling, 5xx, network) or permanent.
-pub fn classify<E, R>(err: &SdkError<E, R>) -> StoreError
+/// Sorts an SDK error with the one AWS classifier ([`super::errors`]): retryable is `Unavailable`,
+/// permanent is `Rejected`.
+pub fn classify<E>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata,
 {
-    match err {
-        SdkError::ServiceError(service) => {
-            let inner = service.err();
-            let code = inner.code().unwrap_or("Unknown");
-            let message = format!("{code}: {}", inner.message().unwrap_or(""));
-            let transient = matches!(
-                code,
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-                    | "TransactionInProgressException"
-            );
-            if transient {
-                StoreError::Unavailable(message)
-            } else {
-                StoreError::Rejected(message)
-            }
-        }
-        SdkError::TimeoutError(_) => StoreError::Unavailable("timed out".into()),
-        SdkError::DispatchFailure(_) => {
-            StoreError::Unavailable("could not reach the service".into())
-        }
-        SdkError::ResponseError(_) => StoreError::Unavailable("unreadable response".into()),
-        _ => StoreError::Rejected("request could not be built".into()),
+    let failure = super::errors::classify(err);
+    match failure.class {
+        ErrorClass::Retryable => StoreError::Unavailable(failure.message),
+        ErrorClass::Permanent => StoreError::Rejected(failure.message),
     }
 }
 

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod errors;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
 #[cfg(feature = "dynamodb")]

@@ -97,12 +97,13 @@ impl S3Objects {
     }
 
     fn rejected(operation: &'static str, bucket: &str, key: &str, reply: &SignedReply) -> S3Error {
-        if reply.status >= 500 || reply.status == 429 {
+        let code = error_code(reply);
+        if super::errors::class_of(Some(&code), Some(reply.status)) == ErrorClass::Retryable {
             return S3Error::Unavailable {
                 operation,
                 bucket: bucket.into(),
                 key: key.into(),
-                problem: format!("HTTP {} {}", reply.status, error_code(reply)),
+                problem: format!("HTTP {} {code}", reply.status),
             };
         }
         S3Error::Rejected {
@@ -110,7 +111,7 @@ impl S3Objects {
             bucket: bucket.into(),
             key: key.into(),
             status: reply.status,
-            code: error_code(reply),
+            code,
         }
     }
 

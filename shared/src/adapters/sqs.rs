@@ -6,6 +6,7 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::envelope::LeadEnvelope;
+use crate::error::ErrorClass;
 use crate::ports::{
     LeadQueue, MAX_REDELIVERY_DELAY, MessageQueue, OutboundMessage, QueueError, Redelivery,
 };
@@ -40,44 +41,16 @@ impl SqsQueue {
     }
 }
 
-/// Sorts an SDK error into retryable (throttling, 5xx, network) or permanent.
-pub fn classify<E, R>(err: &SdkError<E, R>) -> QueueError
+/// Sorts an SDK error with the one AWS classifier ([`super::errors`]): retryable is `Unavailable`,
+/// permanent is `Rejected`.
+pub fn classify<E>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> QueueError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata,
 {
-    match err {
-        SdkError::ServiceError(service) => {
-            let inner = service.err();
-            let code = inner.code().unwrap_or("Unknown");
-            let message = format!("{code}: {}", inner.message().unwrap_or(""));
-            let throttled = matches!(
-                code,
-                "ThrottlingException"
-                    | "RequestThrottled"
-                    | "ServiceUnavailable"
-                    | "InternalError"
-                    | "KmsThrottled"
-            ) || code.contains("Throttl");
-            if throttled {
-                QueueError::Unavailable(message)
-            } else {
-                QueueError::Rejected(message)
-            }
-        }
-        // Timeouts, connection failures, unreadable responses: all worth retrying.
-        other => QueueError::Unavailable(describe(other)),
-    }
-}
-
-fn describe<E, R>(err: &SdkError<E, R>) -> String {
-    match err {
-        SdkError::ConstructionFailure(_) => "request could not be built".into(),
-        SdkError::TimeoutError(_) => "timed out".into(),
-        SdkError::DispatchFailure(_) => "could not reach the service".into(),
-        SdkError::ResponseError(_) => "unreadable response".into(),
-        SdkError::ServiceError(_) => "service error".into(),
-        _ => "unknown SDK error".into(),
+    let failure = super::errors::classify(err);
+    match failure.class {
+        ErrorClass::Retryable => QueueError::Unavailable(failure.message),
+        ErrorClass::Permanent => QueueError::Rejected(failure.message),
     }
 }
 

@@ -1,7 +1,16 @@
 //! The secret store: SSM Parameter Store (SDK) and, with `sigv4`, Secrets Manager (signed calls), behind
 //! [`SecretRef`]s, with a time-bounded cache.
 
+use crate::error::ErrorClass;
 use crate::secrets::{DEFAULT_CACHE_TTL, SecretError, SecretRef, named};
+
+/// A store's refusal as a [`SecretError`], by the one AWS classifier's verdict.
+fn secret_error(class: ErrorClass, code: String) -> SecretError {
+    match class {
+        ErrorClass::Retryable => SecretError::Unavailable(code),
+        ErrorClass::Permanent => SecretError::Rejected(code),
+    }
+}
 
 /// The former name of [`SecretStore`].
 pub type SsmSecrets = SecretStore;
@@ -102,14 +111,12 @@ impl SecretStore {
             .send()
             .await
             .map_err(|e| {
-                use aws_sdk_ssm::error::ProvideErrorMetadata;
-                let code = e.code().unwrap_or("unknown").to_string();
-                match code.as_str() {
-                    "ParameterNotFound" | "ParameterVersionNotFound" => {
+                let failure = super::errors::classify(&e);
+                match failure.code.as_deref() {
+                    Some("ParameterNotFound" | "ParameterVersionNotFound") => {
                         SecretError::NotFound(reference.describe())
                     }
-                    "AccessDeniedException" | "ValidationException" => SecretError::Rejected(code),
-                    _ => SecretError::Unavailable(code),
+                    _ => secret_error(failure.class, failure.code.unwrap_or(failure.message)),
                 }
             })?;
         out.parameter
@@ -173,12 +180,12 @@ impl SecretStore {
         }
         let kind = json["__type"].as_str().unwrap_or("unknown");
         let kind = kind.rsplit('#').next().unwrap_or(kind).to_string();
-        Err(match (reply.status, kind.as_str()) {
-            (_, "ResourceNotFoundException") => SecretError::NotFound(reference.describe()),
-            (s, _) if s >= 500 || s == 429 || kind == "ThrottlingException" => {
-                SecretError::Unavailable(kind)
-            }
-            _ => SecretError::Rejected(kind),
+        Err(match kind.as_str() {
+            "ResourceNotFoundException" => SecretError::NotFound(reference.describe()),
+            _ => secret_error(
+                super::errors::class_of(Some(&kind), Some(reply.status)),
+                kind,
+            ),
         })
     }
 }

@@ -24,28 +24,15 @@ where
         let request = build();
         let parse = &parse;
         async move {
-            match connector::send(request).await {
-                Err(reason) => Outcome::Retryable {
-                    reason,
-                    retry_after: None,
-                },
-                Ok(reply) => match classify(&reply) {
-                    Outcome::Success(()) => match parse(&reply) {
-                        Ok(value) => Outcome::Success(value),
-                        Err(reason) => Outcome::Permanent {
-                            reason: format!("unexpected response: {reason}"),
-                        },
+            connector::exchange(request, |reply| {
+                classify(reply).and_then(|()| match parse(reply) {
+                    Ok(value) => Outcome::Success(value),
+                    Err(reason) => Outcome::Permanent {
+                        reason: format!("unexpected response: {reason}"),
                     },
-                    Outcome::Retryable {
-                        reason,
-                        retry_after,
-                    } => Outcome::Retryable {
-                        reason,
-                        retry_after,
-                    },
-                    Outcome::Permanent { reason } => Outcome::Permanent { reason },
-                },
-            }
+                })
+            })
+            .await
         }
     })
     .await

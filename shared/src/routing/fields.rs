@@ -1,43 +1,24 @@
-//! Field references: the names that rules and CRM mappings use to read a lead's profile.
+//! Field references: the names that rules and CRM mappings use to read a lead's profile. The canonical
+//! lead fields and their names are `domain::fields`' one table; this adds the router's own.
 
 use std::borrow::Cow;
 use std::fmt;
 
-/// One of the five UTM parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum UtmPart {
-    Source,
-    Medium,
-    Campaign,
-    Term,
-    Content,
-}
+pub use crate::domain::fields::{LeadField, UtmPart};
 
 /// A field a rule condition or a CRM mapping can read.
 ///
-/// Canonical fields read the merged profile (latest non-empty value); UTM, click ids and the page read
-/// the submission being routed (last touch); `segment`, `score`, `crm_status` and `crm_owner` read the
-/// routing decision so far.
+/// Canonical lead fields ([`LeadField`], named by the one table in `domain::fields`) read the merged
+/// profile (latest non-empty value), except UTM, click ids and the page, which read the submission being
+/// routed (last touch); `segment`, `score`, `crm_status` and `crm_owner` read the routing decision so far.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FieldRef {
-    Email,
+    /// A canonical lead field (`consent_at` and `consent_text` excepted: rules read `consent`).
+    Lead(LeadField),
+    /// The part of the email after the `@`.
     EmailDomain,
-    Name,
-    FirstName,
-    LastName,
-    Company,
-    Phone,
-    Source,
-    Interest,
-    Form,
-    PageUrl,
-    Gclid,
-    Fbclid,
     /// The `{source}` path segment the lead was posted to.
     Endpoint,
-    /// `granted`, `refused`, or absent when the person never answered.
-    Consent,
-    Utm(UtmPart),
     /// A custom field, by the name the form sent.
     Custom(String),
     /// How many submissions the profile holds, this one included.
@@ -48,34 +29,10 @@ pub enum FieldRef {
     CrmOwner,
 }
 
-/// The canonical fields and the router's own names. Form aliases (`nome`, `interesse`, ...) are resolved
-/// first by the intake's alias table, so a rule can name a field the way the form sends it.
-const NAMES: &[(&str, FieldRef)] = &[
-    ("email", FieldRef::Email),
+/// The router's own names, beside the canonical lead fields.
+const ROUTER_NAMES: &[(&str, FieldRef)] = &[
     ("email_domain", FieldRef::EmailDomain),
-    ("name", FieldRef::Name),
-    ("first_name", FieldRef::FirstName),
-    ("last_name", FieldRef::LastName),
-    ("company", FieldRef::Company),
-    ("phone", FieldRef::Phone),
-    ("source", FieldRef::Source),
-    ("interest", FieldRef::Interest),
-    ("form", FieldRef::Form),
-    ("page_url", FieldRef::PageUrl),
-    ("gclid", FieldRef::Gclid),
-    ("fbclid", FieldRef::Fbclid),
     ("endpoint", FieldRef::Endpoint),
-    ("consent", FieldRef::Consent),
-    ("utm_source", FieldRef::Utm(UtmPart::Source)),
-    ("utm_medium", FieldRef::Utm(UtmPart::Medium)),
-    ("utm_campaign", FieldRef::Utm(UtmPart::Campaign)),
-    ("utm_term", FieldRef::Utm(UtmPart::Term)),
-    ("utm_content", FieldRef::Utm(UtmPart::Content)),
-    ("utm.source", FieldRef::Utm(UtmPart::Source)),
-    ("utm.medium", FieldRef::Utm(UtmPart::Medium)),
-    ("utm.campaign", FieldRef::Utm(UtmPart::Campaign)),
-    ("utm.term", FieldRef::Utm(UtmPart::Term)),
-    ("utm.content", FieldRef::Utm(UtmPart::Content)),
     ("submission_count", FieldRef::SubmissionCount),
     ("segment", FieldRef::Segment),
     ("score", FieldRef::Score),
@@ -84,7 +41,9 @@ const NAMES: &[(&str, FieldRef)] = &[
 ];
 
 impl FieldRef {
-    /// Resolves a field name: a canonical name or alias, `utm.<part>`, or `custom.<name>`.
+    /// Resolves a field name: a canonical name or alias (form aliases such as `nome` or `interesse` are
+    /// resolved by the intake's alias table, so a rule can name a field the way the form sends it),
+    /// `utm.<part>`, the router's own names, or `custom.<name>`.
     pub fn parse(name: &str) -> Result<Self, String> {
         let trimmed = name.trim();
         if let Some(custom) = trimmed.strip_prefix("custom.") {
@@ -94,32 +53,35 @@ impl FieldRef {
             return Ok(FieldRef::Custom(custom.to_string()));
         }
         let lowered = trimmed.to_lowercase();
-        let name = crate::domain::intake::canonical_field(trimmed).unwrap_or(&lowered);
-        NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, f)| f.clone())
-            .ok_or_else(|| {
-                format!(
-                    "unknown field `{trimmed}`: use a canonical field (email, name, company, interest, source, \
-                     utm_source, ...) or `custom.{trimmed}` for a custom form field"
-                )
-            })
+        let lowered = match lowered.strip_prefix("utm.") {
+            Some(part) => format!("utm_{part}"),
+            None => lowered,
+        };
+        let name = crate::domain::fields::canonical_field(trimmed).unwrap_or(&lowered);
+        let lead = LeadField::from_name(name)
+            .filter(|f| !matches!(f, LeadField::ConsentAt | LeadField::ConsentText))
+            .map(FieldRef::Lead);
+        lead.or_else(|| {
+            ROUTER_NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, f)| f.clone())
+        })
+        .ok_or_else(|| {
+            format!(
+                "unknown field `{trimmed}`: use a canonical field (email, name, company, interest, source, \
+                 utm_source, ...) or `custom.{trimmed}` for a custom form field"
+            )
+        })
     }
 
     /// The canonical name, as it is stored on a profile and shown in messages.
     pub fn canonical(&self) -> Cow<'static, str> {
         match self {
+            FieldRef::Lead(field) => Cow::Borrowed(field.name()),
             FieldRef::Custom(name) => Cow::Owned(format!("custom.{name}")),
-            FieldRef::Utm(part) => Cow::Borrowed(match part {
-                UtmPart::Source => "utm_source",
-                UtmPart::Medium => "utm_medium",
-                UtmPart::Campaign => "utm_campaign",
-                UtmPart::Term => "utm_term",
-                UtmPart::Content => "utm_content",
-            }),
             other => Cow::Borrowed(
-                NAMES
+                ROUTER_NAMES
                     .iter()
                     .find(|(_, f)| f == other)
                     .map(|(n, _)| *n)
@@ -146,13 +108,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn consent_companions_are_not_rule_fields() {
+        assert!(FieldRef::parse("consent_at").is_err());
+        assert!(FieldRef::parse("consent_text").is_err());
+        assert_eq!(
+            FieldRef::parse("consent").unwrap(),
+            FieldRef::Lead(LeadField::Consent)
+        );
+    }
+
+    #[test]
     fn portuguese_aliases_resolve_to_canonical_fields() {
-        assert_eq!(FieldRef::parse("interesse").unwrap(), FieldRef::Interest);
-        assert_eq!(FieldRef::parse("nome").unwrap(), FieldRef::Name);
-        assert_eq!(FieldRef::parse("Origem").unwrap(), FieldRef::Source);
-        assert_eq!(FieldRef::parse("whatsapp").unwrap(), FieldRef::Phone);
-        assert_eq!(FieldRef::parse("E-mail").unwrap(), FieldRef::Email);
-        assert_eq!(FieldRef::parse("lead_source").unwrap(), FieldRef::Source);
+        assert_eq!(
+            FieldRef::parse("interesse").unwrap(),
+            FieldRef::Lead(LeadField::Interest)
+        );
+        assert_eq!(
+            FieldRef::parse("nome").unwrap(),
+            FieldRef::Lead(LeadField::Name)
+        );
+        assert_eq!(
+            FieldRef::parse("Origem").unwrap(),
+            FieldRef::Lead(LeadField::Source)
+        );
+        assert_eq!(
+            FieldRef::parse("whatsapp").unwrap(),
+            FieldRef::Lead(LeadField::Phone)
+        );
+        assert_eq!(
+            FieldRef::parse("E-mail").unwrap(),
+            FieldRef::Lead(LeadField::Email)
+        );
+        assert_eq!(
+            FieldRef::parse("lead_source").unwrap(),
+            FieldRef::Lead(LeadField::Source)
+        );
     }
 
     #[test]
@@ -175,7 +165,14 @@ mod tests {
 
     #[test]
     fn canonical_names_round_trip() {
-        for name in ["email", "interest", "utm_source", "custom.x", "score"] {
+        for name in [
+            "email",
+            "interest",
+            "utm_source",
+            "custom.x",
+            "score",
+            "email_domain",
+        ] {
             assert_eq!(FieldRef::parse(name).unwrap().canonical(), name);
         }
     }

@@ -24,6 +24,16 @@ pub struct MemoryProfiles {
 }
 
 impl MemoryProfiles {
+    /// How many profiles are stored.
+    pub fn len(&self) -> usize {
+        self.items.lock().map_or(0, |items| items.len())
+    }
+
+    /// Whether no profile is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The stored profile and every CRM record written for it.
     pub fn get(&self, key: &str) -> Option<StoredProfile> {
         self.items.lock().ok()?.get(key).cloned()

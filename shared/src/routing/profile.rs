@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::fields::{Facts, FieldRef, UtmPart};
+use super::fields::{Facts, FieldRef, LeadField, UtmPart};
 use super::rules::Decision;
 use crate::domain::{Email, LeadId, Utm};
 use crate::envelope::LeadEnvelope;
@@ -356,30 +356,34 @@ impl Facts for RoutingView<'_> {
         let p = self.profile;
         let s = self.submission;
         match field {
-            FieldRef::Email => Some(Cow::Borrowed(p.email.as_str())),
+            FieldRef::Lead(lead) => match lead {
+                LeadField::Email => Some(Cow::Borrowed(p.email.as_str())),
+                LeadField::Name => borrowed(p.field("name")),
+                LeadField::FirstName => borrowed(p.display_first_name()),
+                LeadField::LastName => borrowed(p.field("last_name")),
+                LeadField::Company => borrowed(p.field("company")),
+                LeadField::Phone => borrowed(p.field("phone")),
+                LeadField::Source => borrowed(s.source.as_deref().or(p.field("source"))),
+                LeadField::Interest => borrowed(p.field("interest")),
+                LeadField::Form => borrowed(s.form.as_deref().or(p.field("form"))),
+                LeadField::PageUrl => borrowed(s.page_url.as_deref()),
+                LeadField::Gclid => borrowed(s.gclid.as_deref()),
+                LeadField::Fbclid => borrowed(s.fbclid.as_deref()),
+                LeadField::Consent => p
+                    .consent()
+                    .map(|c| Cow::Borrowed(if c.granted { "granted" } else { "refused" })),
+                // `FieldRef::parse` never yields these: rules read `consent`.
+                LeadField::ConsentAt | LeadField::ConsentText => None,
+                LeadField::Utm(part) => borrowed(match part {
+                    UtmPart::Source => s.utm.source.as_deref(),
+                    UtmPart::Medium => s.utm.medium.as_deref(),
+                    UtmPart::Campaign => s.utm.campaign.as_deref(),
+                    UtmPart::Term => s.utm.term.as_deref(),
+                    UtmPart::Content => s.utm.content.as_deref(),
+                }),
+            },
             FieldRef::EmailDomain => Some(Cow::Borrowed(p.email.domain())),
-            FieldRef::Name => borrowed(p.field("name")),
-            FieldRef::FirstName => borrowed(p.display_first_name()),
-            FieldRef::LastName => borrowed(p.field("last_name")),
-            FieldRef::Company => borrowed(p.field("company")),
-            FieldRef::Phone => borrowed(p.field("phone")),
-            FieldRef::Source => borrowed(s.source.as_deref().or(p.field("source"))),
-            FieldRef::Interest => borrowed(p.field("interest")),
-            FieldRef::Form => borrowed(s.form.as_deref().or(p.field("form"))),
-            FieldRef::PageUrl => borrowed(s.page_url.as_deref()),
-            FieldRef::Gclid => borrowed(s.gclid.as_deref()),
-            FieldRef::Fbclid => borrowed(s.fbclid.as_deref()),
             FieldRef::Endpoint => borrowed(s.endpoint.as_deref()),
-            FieldRef::Consent => p
-                .consent()
-                .map(|c| Cow::Borrowed(if c.granted { "granted" } else { "refused" })),
-            FieldRef::Utm(part) => borrowed(match part {
-                UtmPart::Source => s.utm.source.as_deref(),
-                UtmPart::Medium => s.utm.medium.as_deref(),
-                UtmPart::Campaign => s.utm.campaign.as_deref(),
-                UtmPart::Term => s.utm.term.as_deref(),
-                UtmPart::Content => s.utm.content.as_deref(),
-            }),
             FieldRef::Custom(name) => p
                 .fields
                 .get(&format!("custom.{name}"))

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::request;
-use crate::connector::{self, ConnectorError, Outcome, RetryPolicy, Secret};
+use crate::connector::{self, ConnectorError, RetryPolicy, Secret};
 use crate::error::Retryable;
 use crate::optimizer::ports::{Delivery, Notifier, NotifyError, RunSummary};
 
@@ -47,15 +47,7 @@ impl SlackNotifier {
         let url = self.config.webhook_url.expose().to_string();
         let result = connector::send_with_retry("slack", &self.config.retry, |_| {
             let request = self.http.post(&url).json(message);
-            async move {
-                match connector::send(request).await {
-                    Err(reason) => Outcome::Retryable {
-                        reason,
-                        retry_after: None,
-                    },
-                    Ok(reply) => request::classify(&reply),
-                }
-            }
+            connector::exchange(request, request::classify)
         })
         .await;
         *last = Some(Instant::now());

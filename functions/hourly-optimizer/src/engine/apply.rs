@@ -4,8 +4,8 @@
 use fluxo::error::ErrorClass;
 use fluxo::optimizer::Campaign;
 use fluxo::optimizer::ports::{
-    AdPlatforms, ChangeRecord, ChangeStatus, Claim, JournalEntry, Notifier, OptimizerStore,
-    OutcomeKind, Window,
+    AdPlatforms, ChangeRecord, ChangeStatus, Claim, JournalEntry, Notifier, Observation,
+    OptimizerStore, OutcomeKind, PlatformError, Window,
 };
 
 use super::{CLAIM_LEASE_MINUTES, Claimed, Engine, UNRESOLVED, change_key};
@@ -64,10 +64,7 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
             Err(e) => {
                 // The change may have landed: read the entity back before deciding.
                 let window = Window::ending(record.run_hour, c.lookback_days);
-                let back = {
-                    let _permit = self.semaphore(c.platform).acquire().await.ok();
-                    self.platforms.fetch(c, window).await
-                };
+                let back = self.read_back(c, window).await;
                 let shows = back.as_ref().ok().and_then(|o| o.shows(record.change));
                 if shows == Some(true) {
                     entry.outcome = OutcomeKind::Applied;
@@ -108,5 +105,33 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                 Claimed::NotJournaled
             }
         }
+    }
+
+    /// Reads the entity from its platform, under the platform's concurrency limit: what a change left
+    /// (after an unclear answer) or what a revert is about to undo.
+    pub(super) async fn read_back(
+        &self,
+        c: &Campaign,
+        window: Window,
+    ) -> Result<Observation, PlatformError> {
+        let _permit = self.semaphore(c.platform).acquire().await.ok();
+        self.platforms.fetch(c, window).await
+    }
+
+    /// Journals an entry unless the change's record already did (in the same transaction); returns the
+    /// journal write's failure, named by campaign. Runs and reverts alike end here.
+    pub(super) async fn journal_unless_recorded(
+        &self,
+        entry: &JournalEntry,
+        recorded: bool,
+    ) -> Option<String> {
+        if recorded {
+            return None;
+        }
+        self.store
+            .put_journal(entry)
+            .await
+            .err()
+            .map(|e| format!("{}: {e}", entry.campaign_id))
     }
 }

@@ -87,11 +87,10 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
             return Err(RevertError::NothingToRevert(c.id.clone()));
         }
         let window = Window::ending(run_hour_of(started_at), c.lookback_days);
-        let obs = {
-            let _permit = self.semaphore(c.platform).acquire().await.ok();
-            self.platforms.fetch(c, window).await
-        }
-        .map_err(|e| RevertError::Platform(c.id.clone(), e.reason))?;
+        let obs = self
+            .read_back(c, window)
+            .await
+            .map_err(|e| RevertError::Platform(c.id.clone(), e.reason))?;
         let by = format!("revert at {}", run_id_of(started_at));
         let latest = match state.pending {
             Some(p) => self
@@ -233,14 +232,11 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                 ));
             }
         };
-        let journal_errors = if journaled {
-            Vec::new()
-        } else {
-            match self.store.put_journal(&entry).await {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![format!("{}: {e}", entry.campaign_id)],
-            }
-        };
+        let journal_errors = self
+            .journal_unless_recorded(&entry, journaled)
+            .await
+            .into_iter()
+            .collect();
         Ok(self
             .finish(
                 claim_id,

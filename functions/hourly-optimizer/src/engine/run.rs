@@ -103,12 +103,7 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
                     }
                     // Journaled as soon as it is final, so a run cut short keeps what it did. An applied
                     // change's entry was written with its outcome, in one transaction.
-                    let error = if journaled {
-                        None
-                    } else {
-                        self.store.put_journal(&entry).await.err()
-                    };
-                    let error = error.map(|e| format!("{}: {e}", entry.campaign_id));
+                    let error = self.journal_unless_recorded(&entry, journaled).await;
                     (entry, error)
                 }
             }))

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::connector::{
-    ConnectorError, DEADLINE_REASON, Deadline, Outcome, Reply, RetryPolicy, Secret, send,
+    ConnectorError, DEADLINE_REASON, Deadline, Outcome, Reply, RetryPolicy, Secret, exchange,
     send_with_retry_until,
 };
 use crate::crm::{CrmContact, CrmReceipt};
@@ -171,15 +171,7 @@ impl HubSpotClient {
                 .post(&prepared.url)
                 .bearer_auth(self.token.expose())
                 .json(&prepared.body);
-            async move {
-                match send(builder).await {
-                    Ok(reply) => classify(&reply),
-                    Err(reason) => Outcome::Retryable {
-                        reason,
-                        retry_after: None,
-                    },
-                }
-            }
+            exchange(builder, classify)
         })
         .await
     }

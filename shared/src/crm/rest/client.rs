@@ -1,7 +1,7 @@
 //! Sends generic REST CRM requests: bearer auth, timeouts, classification, bounded retries.
 
 use crate::connector::{
-    ConnectorError, Deadline, Outcome, Reply, RetryPolicy, Secret, send, send_with_retry_until,
+    ConnectorError, Deadline, Outcome, Reply, RetryPolicy, Secret, exchange, send_with_retry_until,
 };
 use crate::crm::{CrmContact, CrmReceipt};
 
@@ -64,15 +64,7 @@ impl RestClient {
                 .bearer_auth(self.token.expose())
                 .header("idempotency-key", contact.lead_id.as_str())
                 .json(&prepared.body);
-            async move {
-                match send(builder).await {
-                    Ok(reply) => classify(&reply, &self.success_status),
-                    Err(reason) => Outcome::Retryable {
-                        reason,
-                        retry_after: None,
-                    },
-                }
-            }
+            exchange(builder, |reply| classify(reply, &self.success_status))
         })
         .await
     }
