@@ -251,8 +251,39 @@ impl Template {
     /// Every `AWS::Serverless::Function`.
     pub fn functions(&self) -> Result<Vec<FunctionSpec>> {
         self.of_kind("AWS::Serverless::Function")
-            .map(|(id, r)| function_spec(id, r).with_context(|| format!("function {id}")))
+            .map(|(id, r)| {
+                function_spec(id, &self.event_parameters(r))
+                    .with_context(|| format!("function {id}"))
+            })
             .collect()
+    }
+
+    /// The resource with each event's `BatchSize` / `MaximumBatchingWindowInSeconds` that is a `Ref` to a
+    /// parameter replaced by the parameter's default (the local event-source mapping uses the defaults).
+    fn event_parameters(&self, r: &Resource) -> Resource {
+        let mut r = r.clone();
+        if let Some(events) = r
+            .properties
+            .get_mut("Events")
+            .and_then(Value::as_object_mut)
+        {
+            for event in events.values_mut() {
+                for key in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+                    let Some(v) = event.get_mut("Properties").and_then(|p| p.get_mut(key)) else {
+                        continue;
+                    };
+                    let default = v
+                        .get("Ref")
+                        .and_then(Value::as_str)
+                        .and_then(|name| self.parameters.get(name))
+                        .and_then(|p| p.default.clone());
+                    if let Some(default) = default {
+                        *v = Value::String(default);
+                    }
+                }
+            }
+        }
+        r
     }
 
     /// Finds a function by logical id or binary name.

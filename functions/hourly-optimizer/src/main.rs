@@ -17,6 +17,7 @@ async fn main() -> Result<(), Error> {
     let table = fluxo::settings::required(&env, "OPTIMIZER_TABLE")?;
     let aws = load_aws_config().await;
     let secret_store = SecretStore::from_sdk_config(&aws);
+    fluxo::analytics::install_queue("hourly-optimizer", &aws);
     fluxo::domain::fingerprint::install_from(&secret_store).await?;
     let secrets = wiring::Secrets::Ssm(secret_store);
     let store = DynamoOptimizerStore::from_sdk_config(&aws, table);

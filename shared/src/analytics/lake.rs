@@ -173,13 +173,20 @@ pub fn columns(table: Table) -> &'static [Column] {
 
 /// The folder of a table partition: `leads/dt=2026-11-28/`.
 pub fn partition_prefix(table: Table, dt: NaiveDate) -> String {
-    format!("{}/{PARTITION_COLUMN}={}/", table.name(), dt.format("%Y-%m-%d"))
+    format!(
+        "{}/{PARTITION_COLUMN}={}/",
+        table.name(),
+        dt.format("%Y-%m-%d")
+    )
 }
 
 /// The object key of one batch's file in a partition. `batch_id` is derived from the batch, so a
 /// redelivered batch writes the same key again and overwrites.
 pub fn object_key(table: Table, dt: NaiveDate, batch_id: &str) -> String {
-    format!("{}part-{batch_id}.zstd.parquet", partition_prefix(table, dt))
+    format!(
+        "{}part-{batch_id}.zstd.parquet",
+        partition_prefix(table, dt)
+    )
 }
 
 /// Why a file could not be written or read.
@@ -253,7 +260,11 @@ impl<T> ColumnValues<T> {
     }
 }
 
-fn cell<'a>(row: &'a Map<String, Value>, c: &Column, i: usize) -> Result<Option<&'a Value>, LakeError> {
+fn cell<'a>(
+    row: &'a Map<String, Value>,
+    c: &Column,
+    i: usize,
+) -> Result<Option<&'a Value>, LakeError> {
     match row.get(c.name) {
         None | Some(Value::Null) if c.required => Err(LakeError::Value {
             row: i,
@@ -286,7 +297,8 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
         .set_created_by(concat!("fluxo report-export ", env!("CARGO_PKG_VERSION")).to_string())
         .build();
     let mut out = Vec::new();
-    let mut writer = SerializedFileWriter::new(&mut out, Arc::new(schema(table)?), Arc::new(props))?;
+    let mut writer =
+        SerializedFileWriter::new(&mut out, Arc::new(schema(table)?), Arc::new(props))?;
     let mut group = writer.next_row_group()?;
     let cols = columns(table);
     let mut index = 0;
@@ -309,16 +321,18 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
                     });
                 }
                 let levels = def.map(|_| v.levels.as_slice());
-                col.typed::<ByteArrayType>().write_batch(&v.values, levels, None)?;
+                col.typed::<ByteArrayType>()
+                    .write_batch(&v.values, levels, None)?;
             }
             Int | Timestamp => {
                 let mut v = ColumnValues::<i64>::new(rows.len());
                 for (i, row) in rows.iter().enumerate() {
                     v.push(match cell(row, c, i)? {
                         None => None,
-                        Some(Value::Number(n)) if c.kind == Int => {
-                            Some(n.as_i64().ok_or_else(|| bad(i, c, &Value::Number(n.clone())))?)
-                        }
+                        Some(Value::Number(n)) if c.kind == Int => Some(
+                            n.as_i64()
+                                .ok_or_else(|| bad(i, c, &Value::Number(n.clone())))?,
+                        ),
                         Some(Value::String(s)) if c.kind == Timestamp => Some(
                             DateTime::parse_from_rfc3339(s)
                                 .map_err(|_| bad(i, c, &Value::String(String::new())))?
@@ -329,7 +343,8 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
                     });
                 }
                 let levels = def.map(|_| v.levels.as_slice());
-                col.typed::<Int64Type>().write_batch(&v.values, levels, None)?;
+                col.typed::<Int64Type>()
+                    .write_batch(&v.values, levels, None)?;
             }
             Date => {
                 let mut v = ColumnValues::<i32>::new(rows.len());
@@ -345,7 +360,8 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
                     });
                 }
                 let levels = def.map(|_| v.levels.as_slice());
-                col.typed::<Int32Type>().write_batch(&v.values, levels, None)?;
+                col.typed::<Int32Type>()
+                    .write_batch(&v.values, levels, None)?;
             }
             Float => {
                 let mut v = ColumnValues::<f64>::new(rows.len());
@@ -357,7 +373,8 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
                     });
                 }
                 let levels = def.map(|_| v.levels.as_slice());
-                col.typed::<DoubleType>().write_batch(&v.values, levels, None)?;
+                col.typed::<DoubleType>()
+                    .write_batch(&v.values, levels, None)?;
             }
             Bool => {
                 let mut v = ColumnValues::<bool>::new(rows.len());
@@ -369,7 +386,8 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
                     });
                 }
                 let levels = def.map(|_| v.levels.as_slice());
-                col.typed::<BoolType>().write_batch(&v.values, levels, None)?;
+                col.typed::<BoolType>()
+                    .write_batch(&v.values, levels, None)?;
             }
         }
         col.close()?;
@@ -383,7 +401,9 @@ pub fn write(table: Table, rows: &[Map<String, Value>]) -> Result<Vec<u8>, LakeE
 /// 3339 strings, dates as `YYYY-MM-DD`).
 pub fn read(file: Vec<u8>) -> Result<Vec<Map<String, Value>>, LakeError> {
     let reader = SerializedFileReader::new(Bytes::from(file))?;
-    let mut rows = Vec::with_capacity(usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0));
+    let mut rows = Vec::with_capacity(
+        usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0),
+    );
     for row in reader.get_row_iter(None)? {
         let row = row?;
         let mut map = Map::new();
@@ -404,10 +424,14 @@ fn field_value(field: &Field) -> Value {
         Field::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
         Field::Str(s) => Value::String(s.clone()),
         Field::TimestampMicros(us) => DateTime::<Utc>::from_timestamp_micros(*us)
-            .map_or(Value::Null, |t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
+            .map_or(Value::Null, |t| {
+                Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }),
         Field::Date(days) => NaiveDate::default()
             .checked_add_signed(chrono::Duration::days(i64::from(*days)))
-            .map_or(Value::Null, |d| Value::String(d.format("%Y-%m-%d").to_string())),
+            .map_or(Value::Null, |d| {
+                Value::String(d.format("%Y-%m-%d").to_string())
+            }),
         _ => Value::Null,
     }
 }
@@ -444,12 +468,22 @@ mod tests {
     fn every_record_field_is_a_column_and_every_column_a_record_field() {
         let samples = [
             lead(0),
-            Record::Effects(EffectRecord::new(Utc::now(), "l", Destination::Crm, None, "upsert", EffectOutcome::Done)),
+            Record::Effects(EffectRecord::new(
+                Utc::now(),
+                "l",
+                Destination::Crm,
+                None,
+                "upsert",
+                EffectOutcome::Done,
+            )),
         ];
         for s in samples {
             let mut names: Vec<_> = s.row().keys().cloned().collect();
             names.sort();
-            let mut cols: Vec<_> = columns(s.table()).iter().map(|c| c.name.to_string()).collect();
+            let mut cols: Vec<_> = columns(s.table())
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect();
             cols.sort();
             assert_eq!(names, cols, "{}", s.table().name());
         }
@@ -474,7 +508,10 @@ mod tests {
         let mut row = lead(1).row();
         row.remove("lead_id");
         let err = write(Table::Leads, &[row]).unwrap_err();
-        assert_eq!(err.to_string(), "row 0, column lead_id: required value missing");
+        assert_eq!(
+            err.to_string(),
+            "row 0, column lead_id: required value missing"
+        );
     }
 
     #[test]

@@ -84,7 +84,9 @@ impl Batch {
             };
             if count > 0 && body.len() + json.len() + 3 > MAX_MESSAGE_BYTES {
                 body.push_str("]}");
-                batch.messages.push(std::mem::replace(&mut body, head.clone()));
+                batch
+                    .messages
+                    .push(std::mem::replace(&mut body, head.clone()));
                 batch.ranges.push(start..i);
                 start = i;
                 count = 0;
@@ -138,10 +140,14 @@ impl<Q: MessageQueue + 'static> AnalyticsSink for QueueSink<Q> {
                     body: body.clone(),
                 })
                 .collect();
-            let failed = self.queue.send_batch(&messages).await.map_err(|e| match e {
-                QueueError::Unavailable(m) => AnalyticsError::Unavailable(m),
-                QueueError::Rejected(m) => AnalyticsError::Rejected(m),
-            })?;
+            let failed = self
+                .queue
+                .send_batch(&messages)
+                .await
+                .map_err(|e| match e {
+                    QueueError::Unavailable(m) => AnalyticsError::Unavailable(m),
+                    QueueError::Rejected(m) => AnalyticsError::Rejected(m),
+                })?;
             Ok(failed.iter().filter_map(|id| id.parse().ok()).collect())
         })
     }
