@@ -243,8 +243,14 @@ impl S3Objects {
         })
     }
 
-    /// Lists every object under `prefix` (ListObjectsV2, following continuation tokens).
-    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, S3Error> {
+    /// Lists every object under `prefix` (ListObjectsV2, following continuation tokens), from the first
+    /// key after `start_after` when given.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<Listed>, S3Error> {
         let base = self.url(bucket, None)?;
         let mut all = Vec::new();
         let mut token: Option<String> = None;
@@ -255,6 +261,9 @@ impl S3Objects {
                 url.push_str(&format!("continuation-token={}&", encode(t)));
             }
             url.push_str(&format!("list-type=2&prefix={}", encode(prefix)));
+            if let Some(after) = start_after.filter(|_| token.is_none()) {
+                url.push_str(&format!("&start-after={}", encode(after)));
+            }
             let reply = self
                 .client
                 .send(Service::S3, "GET", &url, &[], Vec::new())
