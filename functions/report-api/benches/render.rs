@@ -40,7 +40,7 @@ fn facts() -> Facts {
             utm_campaign: Some(format!("campaign-{}", i % CAMPAIGNS)),
             utm_term: None,
             utm_content: None,
-            has_gclid: i % 2 == 0,
+            has_gclid: i.is_multiple_of(2),
             has_fbclid: i % 5 == 1,
             campaign_id: None,
             adset_id: None,
@@ -59,7 +59,7 @@ fn facts() -> Facts {
         );
         routing.segment = Some("warm".into());
         f.effects.push(routing);
-        let crm = if i % 50 == 0 {
+        let crm = if i.is_multiple_of(50) {
             EffectOutcome::Failed
         } else {
             EffectOutcome::Done

@@ -333,6 +333,9 @@ fn funnel(leads: &[&LeadRecord], effects: &[&EffectRecord]) -> DataTable {
     t
 }
 
+/// A bid before and after a change.
+type Bids = (Option<f64>, Option<f64>);
+
 fn cpa(facts: &Facts, filter: &Filter) -> DataTable {
     let mut t = DataTable::new(
         "cpa",
@@ -349,7 +352,7 @@ fn cpa(facts: &Facts, filter: &Filter) -> DataTable {
     );
     let in_range =
         |at: DateTime<Utc>| at.date_naive() >= filter.from && at.date_naive() <= filter.to;
-    let changes: HashMap<(&str, DateTime<Utc>), (Option<f64>, Option<f64>)> = facts
+    let changes: HashMap<(&str, DateTime<Utc>), Bids> = facts
         .bid_changes
         .iter()
         .filter(|b| b.bid_before != b.bid_after && b.bid_after.is_some())
@@ -495,7 +498,7 @@ fn failures(effects: &[&EffectRecord]) -> DataTable {
             .flat_map(|d| latest(effects, d))
             .filter(|e| matches!(e.outcome, EffectOutcome::Failed | EffectOutcome::Retrying))
             .collect();
-    failed.sort_by(|a, b| b.at.cmp(&a.at));
+    failed.sort_by_key(|e| std::cmp::Reverse(e.at));
     t.rows = failed
         .into_iter()
         .take(LAST_ROWS)

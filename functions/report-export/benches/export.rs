@@ -23,7 +23,7 @@ pub fn leads(n: usize) -> Vec<Record> {
                 lead_id: format!("01JDX{i:021}"),
                 received_at: start
                     + chrono::Duration::seconds((i as i64 * 259_200) / n.max(1) as i64),
-                source_kind: if i % 7 == 0 {
+                source_kind: if i.is_multiple_of(7) {
                     "meta".into()
                 } else {
                     "form".into()
@@ -34,9 +34,9 @@ pub fn leads(n: usize) -> Vec<Record> {
                 utm_medium: Some("cpc".into()),
                 utm_campaign: Some(format!("campaign-{}", i % 50)),
                 utm_term: None,
-                utm_content: (i % 4 == 0).then(|| "banner-a".into()),
-                has_gclid: i % 2 == 0,
-                has_fbclid: i % 5 == 0,
+                utm_content: (i.is_multiple_of(4)).then(|| "banner-a".into()),
+                has_gclid: i.is_multiple_of(2),
+                has_fbclid: i.is_multiple_of(5),
                 campaign_id: Some(format!("{}", 1_000_000 + i % 50)),
                 adset_id: None,
                 ad_id: None,

@@ -446,7 +446,7 @@ mod tests {
             lead_id: format!("01LEAD{i}"),
             received_at: "2026-11-28T10:00:00.123456Z".parse().unwrap(),
             source_kind: "form".into(),
-            source_name: (i % 2 == 0).then(|| "site".into()),
+            source_name: (i.is_multiple_of(2)).then(|| "site".into()),
             form: None,
             utm_source: Some("google".into()),
             utm_medium: None,
@@ -459,7 +459,7 @@ mod tests {
             adset_id: None,
             ad_id: None,
             interest: Some("demo".into()),
-            consent: i % 3 == 0,
+            consent: i.is_multiple_of(3),
             email_fingerprint: "ab12".into(),
         })
     }
