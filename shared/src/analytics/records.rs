@@ -5,7 +5,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::LeadEnvelope;
-use crate::optimizer::engine::RunReport;
 use crate::optimizer::ports::JournalEntry;
 
 /// Micros of a currency unit in one unit.
@@ -430,11 +429,11 @@ impl Record {
     }
 }
 
-/// The records of an optimizer run: one `ad_metrics` row per campaign that had metrics, one `bid_changes`
-/// row per journal entry.
-pub fn of_run(report: &RunReport, lookback_days: impl Fn(&str) -> u32) -> Vec<Record> {
-    let mut records = Vec::with_capacity(report.outcomes.len() * 2);
-    for e in &report.outcomes {
+/// The records of an optimizer run's journal entries: one `ad_metrics` row per entry that had metrics,
+/// one `bid_changes` row per entry.
+pub fn of_run(outcomes: &[JournalEntry], lookback_days: impl Fn(&str) -> u32) -> Vec<Record> {
+    let mut records = Vec::with_capacity(outcomes.len() * 2);
+    for e in outcomes {
         let end = e.at.date_naive();
         let days = u64::from(lookback_days(&e.campaign_id).max(1) - 1);
         let start = end - chrono::Days::new(days);
