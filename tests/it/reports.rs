@@ -28,14 +28,14 @@ fn lead(i: usize, at: DateTime<Utc>, source: &str) -> LeadRecord {
         utm_medium: Some("cpc".into()),
         utm_campaign: Some("brand".into()),
         utm_term: None,
-        utm_content: (i % 3 == 0).then(|| "banner, \"a\"".to_string()),
-        has_gclid: i % 2 == 0,
+        utm_content: i.is_multiple_of(3).then(|| "banner, \"a\"".to_string()),
+        has_gclid: i.is_multiple_of(2),
         has_fbclid: false,
         campaign_id: Some("1234".into()),
         adset_id: None,
         ad_id: None,
         interest: Some("Software A".into()),
-        consent: i % 2 == 0,
+        consent: i.is_multiple_of(2),
         email_fingerprint: format!("{:032x}", i * 7919),
     }
 }
