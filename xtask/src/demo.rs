@@ -54,6 +54,7 @@ pub fn steps() -> Vec<Step> {
         },
         crate::demo_router::step(),
         crate::demo_optimizer::step(),
+        crate::demo_reports::step(),
     ]
 }
 

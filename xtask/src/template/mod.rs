@@ -155,7 +155,7 @@ impl Template {
 
     /// Parses template text.
     pub fn parse(text: &str) -> Result<Template> {
-        let json = intrinsic::read_yaml(text)?;
+        let json = event_parameter_defaults(intrinsic::read_yaml(text)?);
         let document: Document = serde_path_to_error::deserialize(json).map_err(|e| {
             let path = e.path().to_string();
             anyhow!("{path}: {}", e.inner())
@@ -474,6 +474,50 @@ fn queue_spec(id: &str, p: &model::QueueProps) -> Result<QueueSpec> {
         redrive,
         redrive_allow_policy,
     })
+}
+
+/// Each SQS event's `BatchSize` / `MaximumBatchingWindowInSeconds` that is a `Ref` to a parameter,
+/// replaced by the parameter's default (the local event-source mapping runs with the defaults).
+fn event_parameter_defaults(mut json: serde_json::Value) -> serde_json::Value {
+    let defaults: BTreeMap<String, serde_json::Value> = json
+        .get("Parameters")
+        .and_then(serde_json::Value::as_object)
+        .map(|p| {
+            p.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.get("Default")?.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(resources) = json
+        .get_mut("Resources")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return json;
+    };
+    for resource in resources.values_mut() {
+        let Some(events) = resource
+            .pointer_mut("/Properties/Events")
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        for event in events.values_mut() {
+            for key in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+                let Some(v) = event.get_mut("Properties").and_then(|p| p.get_mut(key)) else {
+                    continue;
+                };
+                let default = v
+                    .get("Ref")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|name| defaults.get(name))
+                    .cloned();
+                if let Some(default) = default {
+                    *v = default;
+                }
+            }
+        }
+    }
+    json
 }
 
 fn event_source(e: &Event) -> Result<EventSource> {
