@@ -15,6 +15,7 @@
 //! holds the shared unit-test fakes. ARCHITECTURE.md at the repository root is the map.
 
 pub mod ads;
+pub mod analytics;
 pub mod config;
 pub mod crm;
 pub mod domain;

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod demo_optimizer;
+pub mod demo_reports;
 pub mod demo_router;
 pub mod deploy;
 pub mod dev;

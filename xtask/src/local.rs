@@ -130,7 +130,8 @@ pub fn function_environment(
     parameters: &BTreeMap<String, String>,
     moto_url: &str,
 ) -> Result<BTreeMap<String, String>> {
-    let resolver = info.resolver(template.parameter_values(parameters));
+    let mut resolver = info.resolver(template.parameter_values(parameters));
+    template.add_local_names(&mut resolver)?;
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for f in template.functions()? {
@@ -163,7 +164,17 @@ pub fn function_environment(
             .filter(|k| !k.trim().is_empty())
             .unwrap_or_else(|| LOCAL_FINGERPRINT_KEY.to_string()),
     );
+    // The dashboard's secret (SSM in AWS): the developer's own `REPORT_TOKEN`, or a fixed local one.
+    env.insert("REPORT_TOKEN".into(), local_report_token());
     Ok(env)
+}
+
+/// The dashboard secret of the local stack: `REPORT_TOKEN` if set, else a fixed local one.
+pub fn local_report_token() -> String {
+    std::env::var("REPORT_TOKEN")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .unwrap_or_else(|| "fluxo-local-dashboard-token".to_string())
 }
 
 /// The fingerprint key of every local stack that is not given one: local data is not secret.

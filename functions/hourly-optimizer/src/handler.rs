@@ -195,6 +195,19 @@ where
         } => engine.revert(&campaign, entity.as_deref(), force).await?,
     };
     emit_metrics(&report);
+    // Analytics (issue 12): each campaign's metrics and each journal entry, for the data lake.
+    let lookback = |id: &str| {
+        engine
+            .campaigns()
+            .iter()
+            .find(|c| c.id == id)
+            .map_or(1, |c| c.lookback_days)
+    };
+    fluxo::analytics::emit(fluxo::analytics::records::of_run(
+        &report.outcomes,
+        lookback,
+    ));
+    fluxo::analytics::flush().await;
     serde_json::to_value(&report).map_err(|e| HandlerError::Report(e.to_string()))
 }
 

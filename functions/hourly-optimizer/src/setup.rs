@@ -61,6 +61,7 @@ pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
     let settings = Settings::from_env()?;
     let aws = fluxo::adapters::load_aws_config().await;
     let secret_store = SecretStore::from_sdk_config(&aws);
+    fluxo::analytics::install_queue("hourly-optimizer", &aws);
     fluxo::domain::fingerprint::install_from(&secret_store).await?;
     let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
     let cold = ColdStart {

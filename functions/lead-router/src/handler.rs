@@ -178,7 +178,15 @@ where
             .zip(bounded(prepares, self.concurrency).await)
         {
             match prepared {
-                Ok(routed) => item.routed = Some(routed),
+                Ok(routed) => {
+                    let now = self.clock.now();
+                    crate::analytics::routed(
+                        &routed.lead_id,
+                        routed.profile.decision.as_ref(),
+                        now,
+                    );
+                    item.routed = Some(routed);
+                }
                 Err(e) => item.fail(e),
             }
         }
@@ -203,6 +211,7 @@ where
                 routed += 1;
             }
         }
+        fluxo::analytics::flush().await;
         let failed = response.batch_item_failures.len();
         tracing::info!(messages = items.len(), routed, failed, config_version = %self.config_version, "batch handled");
         fluxo::observability::count("Fluxo", FUNCTION, "LeadsRouted", routed as u64);
@@ -304,14 +313,37 @@ where
             match claim {
                 Ok(Claim::Acquired) => {
                     if let Some(r) = &item.routed {
-                        let view = RoutingView { profile: &r.profile, submission: &r.submission, decision: r.profile.decision.as_ref() };
+                        let view = RoutingView {
+                            profile: &r.profile,
+                            submission: &r.submission,
+                            decision: r.profile.decision.as_ref(),
+                        };
                         contacts.push(self.crm.mapping().contact(&r.lead_id, &view));
                         owners.push((i, key));
                     }
                 }
-                Ok(Claim::Done) => item.span.in_scope(|| tracing::info!("CRM upsert already done; skipped")),
+                Ok(Claim::Done) => {
+                    item.span
+                        .in_scope(|| tracing::info!("CRM upsert already done; skipped"));
+                    if let Some(r) = &item.routed {
+                        crate::analytics::crm_skipped(
+                            &r.lead_id,
+                            self.crm.name(),
+                            "already_done",
+                            now,
+                        )
+                    }
+                }
                 Ok(Claim::Failed(reason)) => {
-                    item.span.in_scope(|| tracing::info!(reason = %redact(&reason), "CRM upsert failed permanently before; skipped"))
+                    item.span.in_scope(|| tracing::info!(reason = %redact(&reason), "CRM upsert failed permanently before; skipped"));
+                    if let Some(r) = &item.routed {
+                        crate::analytics::crm_skipped(
+                            &r.lead_id,
+                            self.crm.name(),
+                            "failed_before",
+                            now,
+                        )
+                    }
                 }
                 Ok(Claim::Busy) => item.fail(StepError::Busy("crm upsert")),
                 Err(e) => item.fail(e.into()),
@@ -320,6 +352,7 @@ where
         if contacts.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let upsert = self.crm.upsert(&contacts, crm_deadline);
         // The connector stops at `crm_deadline`; this is the safety net should one not.
         let results = match deadline.instant() {
@@ -339,9 +372,17 @@ where
                 }),
             None => upsert.await,
         };
+        let latency = started.elapsed();
         let mut records = Vec::with_capacity(owners.len());
         for ((i, key), result) in owners.into_iter().zip(results) {
             let Some(r) = &items[i].routed else { continue };
+            crate::analytics::crm(
+                &r.lead_id,
+                self.crm.name(),
+                result.as_ref().map(|_| ()),
+                latency,
+                now,
+            );
             let span = items[i].span.clone();
             let profile_key = r.profile.key();
             let base = CrmRecord {

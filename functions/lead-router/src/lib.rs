@@ -1,5 +1,6 @@
 //! The lead-router Lambda: merges each lead into its profile, upserts it into the CRM, qualifies it and fans it out.
 
+pub mod analytics;
 pub mod handler;
 pub mod setup;
 

@@ -92,6 +92,7 @@ pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
     let settings = Settings::from_env()?;
     let sdk_config = fluxo::adapters::load_aws_config().await;
     let secrets = SecretStore::from_sdk_config(&sdk_config);
+    fluxo::analytics::install_queue("lead-router", &sdk_config);
     fluxo::domain::fingerprint::install_from(&secrets).await?;
     let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
     let cold = ColdStart {

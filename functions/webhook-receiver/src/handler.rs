@@ -522,7 +522,14 @@ where
         replayed: bool,
         redirect: Option<String>,
     ) -> Answer {
-        if let Err(e) = self.queue.send_lead(envelope).await {
+        if !replayed {
+            // Analytics (issue 12): the stored lead is accepted; its record is sent beside the queue send.
+            fluxo::analytics::emit([fluxo::analytics::Record::Leads(
+                fluxo::analytics::LeadRecord::of(envelope),
+            )]);
+        }
+        let (sent, ()) = tokio::join!(self.queue.send_lead(envelope), fluxo::analytics::flush());
+        if let Err(e) = sent {
             // The lead is durable: answer 202 and let the sweep queue it within a minute or two.
             observability::count(NAMESPACE, FUNCTION, "QueueSendFailed", 1);
             tracing::error!(error = %e, "queueing the lead failed; the sweep queues the stored lead");

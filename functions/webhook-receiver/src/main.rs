@@ -12,6 +12,7 @@ async fn main() -> Result<(), Error> {
     let config = ReceiverConfig::from_source(&fluxo::settings::Env)?;
     let aws = load_aws_config().await;
     fluxo::domain::fingerprint::install_from(&SecretStore::from_sdk_config(&aws)).await?;
+    fluxo::analytics::install_queue("webhook-receiver", &aws);
     let store = DynamoIntakeStore::from_sdk_config(&aws, &config.leads_table);
     let queue = SqsQueue::from_sdk_config(&aws, &config.leads_queue_url);
     let receiver = Receiver::new(config, store, queue, SystemClock, ThreadRandomness);

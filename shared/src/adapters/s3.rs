@@ -1,5 +1,7 @@
 //! S3 objects through SigV4-signed REST calls: the deployed config is one small object, read at cold start
 //! and re-read with a conditional GET (`If-None-Match`), which costs one request and no body when unchanged.
+//! The analytics lake writes its Parquet files with [`S3Objects::put_object`] and lists partitions with
+//! [`S3Objects::list`] (ListObjectsV2).
 
 use super::signed::{Service, SignedClient, SignedError, SignedReply, encode, encode_key};
 use crate::error::{ErrorClass, Retryable};
@@ -58,6 +60,64 @@ pub enum Fetched {
 pub struct Stored {
     pub etag: String,
     pub version_id: Option<String>,
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// One page of a ListObjectsV2 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct ListPage {
+    objects: Vec<Listed>,
+    /// The continuation token, when the listing is truncated.
+    next: Option<String>,
+}
+
+/// The text of the first `<tag>...</tag>` in `xml`, XML entities decoded.
+fn element<'a>(xml: &'a str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let (_, rest) = xml.split_once(open.as_str())?;
+    let (text, _): (&'a str, _) = rest.split_once(close.as_str())?;
+    Some(
+        text.replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// Reads a ListObjectsV2 XML answer.
+fn parse_list(xml: &str) -> ListPage {
+    let objects = xml
+        .split("<Contents>")
+        .skip(1)
+        .filter_map(|chunk| {
+            let chunk = chunk.split("</Contents>").next().unwrap_or_default();
+            Some(Listed {
+                key: element(chunk, "Key")?,
+                size: element(chunk, "Size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                etag: element(chunk, "ETag").unwrap_or_default(),
+            })
+        })
+        .collect();
+    let truncated = element(xml, "IsTruncated").is_some_and(|t| t == "true");
+    ListPage {
+        objects,
+        next: if truncated {
+            element(xml, "NextContinuationToken")
+        } else {
+            None
+        },
+    }
 }
 
 /// S3 object calls.
@@ -155,10 +215,21 @@ impl S3Objects {
         }
     }
 
-    /// PUTs an object and answers its ETag and version id.
+    /// PUTs a TOML object and answers its ETag and version id.
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<Stored, S3Error> {
+        self.put_object(bucket, key, body, "application/toml").await
+    }
+
+    /// PUTs an object of any content type (a PUT to an existing key replaces it).
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<Stored, S3Error> {
         let url = self.url(bucket, Some(key))?;
-        let headers = [("content-type", "application/toml".to_string())];
+        let headers = [("content-type", content_type.to_string())];
         let reply = self
             .client
             .send(Service::S3, "PUT", &url, &headers, body)
@@ -171,6 +242,44 @@ impl S3Objects {
             etag: reply.header("etag").unwrap_or_default().to_string(),
             version_id: reply.header("x-amz-version-id").map(str::to_string),
         })
+    }
+
+    /// Lists every object under `prefix` (ListObjectsV2, following continuation tokens), from the first
+    /// key after `start_after` when given.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<Listed>, S3Error> {
+        let base = self.url(bucket, None)?;
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // SigV4 wants the query parameters sorted by name.
+            let mut url = format!("{base}?");
+            if let Some(t) = &token {
+                url.push_str(&format!("continuation-token={}&", encode(t)));
+            }
+            url.push_str(&format!("list-type=2&prefix={}", encode(prefix)));
+            if let Some(after) = start_after.filter(|_| token.is_none()) {
+                url.push_str(&format!("&start-after={}", encode(after)));
+            }
+            let reply = self
+                .client
+                .send(Service::S3, "GET", &url, &[], Vec::new())
+                .await
+                .map_err(|e| Self::transport("ListObjectsV2", bucket, prefix, e))?;
+            if reply.status != 200 {
+                return Err(Self::rejected("ListObjectsV2", bucket, prefix, &reply));
+            }
+            let page = parse_list(&reply.text());
+            all.extend(page.objects);
+            match page.next {
+                Some(next) => token = Some(next),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// Creates a versioned bucket (local stacks and tooling; on AWS the template creates it).
@@ -216,6 +325,24 @@ impl S3Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_page_gives_keys_sizes_etags_and_the_continuation_token() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>leads/</Prefix><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated><NextContinuationToken>tok/1=</NextContinuationToken><Contents><Key>leads/dt=2026-11-28/part-a.zstd.parquet</Key><LastModified>2026-11-28T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>1234</Size></Contents><Contents><Key>a&amp;b</Key><ETag>"d"</ETag><Size>5</Size></Contents></ListBucketResult>"#;
+        let page = parse_list(xml);
+        assert_eq!(page.objects.len(), 2);
+        assert_eq!(
+            page.objects[0].key,
+            "leads/dt=2026-11-28/part-a.zstd.parquet"
+        );
+        assert_eq!(page.objects[0].size, 1234);
+        assert_eq!(page.objects[0].etag, "\"abc\"");
+        assert_eq!(page.objects[1].key, "a&b");
+        assert_eq!(page.next.as_deref(), Some("tok/1="));
+        let last =
+            parse_list("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>");
+        assert!(last.objects.is_empty() && last.next.is_none());
+    }
 
     #[test]
     fn the_error_code_is_read_from_the_xml_body() {
