@@ -16,6 +16,7 @@ pub mod ports;
 pub mod routing;
 pub mod secrets;
 pub mod settings;
+pub mod sources;
 
 #[cfg(feature = "aws")]
 pub mod adapters;

@@ -591,6 +591,8 @@ pub fn normalize(
         fbclid: owned(Canon::Fbclid),
         page_url,
         custom,
+        ad: Default::default(),
+        test: false,
     };
     // The fingerprint covers what the client sent: a consent time the server filled in is left out, so
     // a retry of the same form a second later is the same submission.
