@@ -8,6 +8,8 @@ pub mod journal;
 pub mod profiles;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "dynamodb")]
+pub mod sources;
 #[cfg(feature = "sigv4")]
 pub mod signed;
 #[cfg(feature = "sqs")]

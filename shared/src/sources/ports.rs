@@ -10,12 +10,13 @@ use crate::ports::StoreError;
 
 /// Remembers signed message ids for the timestamp tolerance window (a conditional write with a TTL).
 pub trait ReplayGuard: Send + Sync {
-    /// Records `id` of `source` until `until`. `Ok(false)` when it was already recorded and is still
-    /// inside its window: a replay.
+    /// Records `id` of `source` until `until`. `Ok(false)` when it was already recorded and its window
+    /// had not ended by `now`: a replay.
     fn first_sighting(
         &self,
         source: &str,
         id: &str,
+        now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
