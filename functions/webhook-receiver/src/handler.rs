@@ -3,13 +3,12 @@
 
 use std::convert::Infallible;
 
-use fluxo::ports::{Clock, IntakeStore, LeadQueue, Randomness};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Error, LambdaEvent, Service, service_fn};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::Receiver;
+use crate::setup::Live;
 
 /// The fields that tell an EventBridge scheduled event apart from an HTTP request.
 #[derive(Deserialize)]
@@ -26,23 +25,38 @@ pub fn is_scheduled(event: &str) -> bool {
         .is_ok_and(|p| p.source == Some("aws.events") && p.detail_type == Some("Scheduled Event"))
 }
 
-/// Runs the Lambda runtime loop until the process ends.
-pub async fn run<S, Q, C, R>(receiver: &Receiver<S, Q, C, R>) -> Result<(), Error>
-where
-    S: IntakeStore,
-    Q: LeadQueue,
-    C: Clock,
-    R: Randomness,
-{
+/// What one scheduled run did: stored leads queued, lead-ad notices fetched.
+#[derive(Debug, serde::Serialize)]
+struct ScheduledReport {
+    #[serde(flatten)]
+    leads: crate::SweepReport,
+    lead_ads: crate::sources::NoticeReport,
+}
+
+/// Runs the Lambda runtime loop until the process ends. Each invocation uses the sources of the current
+/// config version.
+pub async fn run(live: &Live) -> Result<(), Error> {
+    let Live {
+        receiver,
+        secrets,
+        sources,
+    } = live;
+    let rebuild = |loaded| crate::sources::build_owned(secrets, loaded);
+    let rebuild = &rebuild;
     let http = Adapter::from(service_fn(move |request| async move {
-        Ok::<_, Infallible>(receiver.handle(request).await)
+        let current = sources.current(rebuild).await;
+        Ok::<_, Infallible>(receiver.handle_with(request, &current).await)
     }));
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let mut http = http.clone();
         async move {
             let LambdaEvent { payload, context } = event;
             if is_scheduled(payload.get()) {
-                let report = receiver.sweep().await?;
+                let current = sources.current(rebuild).await;
+                let lead_ads = receiver.sweep_notices(&current).await?;
+                // Leads the notices just stored are queued by this same run.
+                let leads = receiver.sweep().await?;
+                let report = ScheduledReport { leads, lead_ads };
                 return Ok::<_, Error>(serde_json::to_value(report)?);
             }
             let request: LambdaRequest = serde_json::from_str(payload.get())?;

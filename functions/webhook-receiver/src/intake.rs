@@ -14,8 +14,11 @@ use fluxo::ports::{
 };
 use http::StatusCode;
 
+use fluxo::sources::ports::{NoticeInbox, ReplayGuard};
+
 use crate::body::{self, BodyError};
 use crate::setup::Settings;
+use crate::sources::NoSourceStore;
 
 pub(crate) const FUNCTION: &str = "webhook-receiver";
 pub(crate) const NAMESPACE: &str = "Fluxo";
@@ -51,14 +54,16 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
         .any(|s| name.contains(s))
 }
 
-/// The receiver and the ports it writes through. Built once at cold start.
-pub struct Receiver<S, Q, C, R> {
+/// The receiver and the ports it writes through. Built once at cold start. `P` keeps the signed
+/// sources' replay markers and lead-ad notices ([`NoSourceStore`] when none is wired).
+pub struct Receiver<S, Q, C, R, P = NoSourceStore> {
     pub(crate) settings: Settings,
     pub(crate) intake: IntakeSettings,
     pub(crate) store: S,
     pub(crate) queue: Q,
     pub(crate) clock: C,
     pub(crate) random: R,
+    pub(crate) source_store: P,
 }
 
 /// A request as the pipeline sees it: no HTTP types, only what it stores and reads.
@@ -112,6 +117,8 @@ pub(crate) struct Candidate<'a> {
     pub lead_id: LeadId,
     pub received_at: DateTime<Utc>,
     pub inbound: &'a Inbound<'a>,
+    /// Store it, and do not queue it (a platform's test lead its source does not forward).
+    pub hold: bool,
 }
 
 impl<S, Q, C, R> Receiver<S, Q, C, R>
@@ -121,7 +128,7 @@ where
     C: Clock,
     R: Randomness,
 {
-    /// Wires the receiver.
+    /// Wires the receiver, for forms only (no store for the signed sources).
     pub fn new(settings: Settings, store: S, queue: Q, clock: C, random: R) -> Self {
         let intake = settings.intake_settings();
         Receiver {
@@ -131,9 +138,35 @@ where
             queue,
             clock,
             random,
+            source_store: NoSourceStore,
         }
     }
 
+    /// Adds the store of the signed sources (replay markers, lead-ad notices).
+    pub fn with_source_store<P>(self, source_store: P) -> Receiver<S, Q, C, R, P>
+    where
+        P: ReplayGuard + NoticeInbox,
+    {
+        Receiver {
+            settings: self.settings,
+            intake: self.intake,
+            store: self.store,
+            queue: self.queue,
+            clock: self.clock,
+            random: self.random,
+            source_store,
+        }
+    }
+}
+
+impl<S, Q, C, R, P> Receiver<S, Q, C, R, P>
+where
+    S: IntakeStore,
+    Q: LeadQueue,
+    C: Clock,
+    R: Randomness,
+    P: ReplayGuard + NoticeInbox,
+{
     /// Decodes and normalizes a form's body. `Err` is the answer for a body that is refused.
     pub(crate) async fn parse_form(
         &self,
@@ -231,6 +264,7 @@ where
             lead_id,
             received_at,
             inbound,
+            hold: false,
         })
         .await
     }
@@ -247,6 +281,7 @@ where
             lead_id,
             received_at,
             inbound,
+            hold,
         } = candidate;
         let span =
             tracing::info_span!("lead", lead_id = %lead_id, email_fp = %lead.email.fingerprint());
@@ -283,6 +318,17 @@ where
             .create(&record, claim_until, dedup.as_ref())
             .await
         {
+            Ok(CreateOutcome::Created) if hold => {
+                // A test lead its source does not forward: kept, marked as a test, never queued.
+                if let Err(e) = self.store.mark_queued(&key).await {
+                    tracing::warn!(error = %e, "marking a held test lead failed; the sweep may queue it, marked as a test");
+                }
+                observability::count(NAMESPACE, FUNCTION, "TestLeadHeld", 1);
+                Answer::Accepted {
+                    lead_id,
+                    replayed: false,
+                }
+            }
             Ok(CreateOutcome::Created) => self.enqueue(&key, &record.envelope, false).await,
             Ok(CreateOutcome::Exists(existing)) => {
                 if keyed && existing.content_hash != content_hash {

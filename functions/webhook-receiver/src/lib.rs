@@ -10,6 +10,7 @@ pub mod handler;
 pub mod intake;
 pub mod response;
 pub mod setup;
+pub mod sources;
 pub mod web;
 
 #[cfg(test)]

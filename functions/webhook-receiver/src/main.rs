@@ -5,6 +5,6 @@ use lambda_http::Error;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     fluxo::observability::init_tracing();
-    let receiver = webhook_receiver::setup::start().await?;
-    webhook_receiver::handler::run(&receiver).await
+    let live = webhook_receiver::setup::start().await?;
+    webhook_receiver::handler::run(&live).await
 }

@@ -1,16 +1,30 @@
 //! Cold start: the receiver's settings from the environment, every client (AWS SDK config, secrets,
 //! DynamoDB, SQS), and the receiver built from them.
 
+use fluxo::adapters::sources::DynamoSources;
 use fluxo::adapters::{dynamodb::DynamoIntakeStore, load_aws_config, sqs::SqsQueue};
+use fluxo::config::live::{LiveConfig, StartError};
+use fluxo::config::source::{ConfigSource, Location, SourceError};
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::secrets::SecretStore;
 use fluxo::settings::{self, Env, SettingError, Source};
 
 use crate::cors::{AllowedOrigins, RedirectTarget};
 use crate::intake::Receiver;
+use crate::sources::{Sources, SourcesError};
 
-/// The receiver as deployed: DynamoDB intake records, the SQS leads queue, the wall clock.
-pub type LiveReceiver = Receiver<DynamoIntakeStore, SqsQueue, SystemClock, ThreadRandomness>;
+/// The receiver as deployed: DynamoDB intake records and source records, the SQS leads queue, the
+/// wall clock.
+pub type LiveReceiver =
+    Receiver<DynamoIntakeStore, SqsQueue, SystemClock, ThreadRandomness, DynamoSources>;
+
+/// Everything built at cold start: the receiver, the secret store, and the sources of the current
+/// config version (re-read from the config bucket at most once a minute).
+pub struct Live {
+    pub receiver: LiveReceiver,
+    pub secrets: SecretStore,
+    pub sources: LiveConfig<Sources>,
+}
 
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -19,23 +33,34 @@ pub enum SetupError {
     Setting(#[from] SettingError),
     #[error(transparent)]
     Fingerprint(#[from] fluxo::domain::fingerprint::FingerprintSetupError),
+    #[error(transparent)]
+    Config(#[from] SourceError),
+    #[error(transparent)]
+    Sources(#[from] StartError<SourcesError>),
 }
 
-/// Everything a cold start does: settings, the AWS clients, the fingerprint key, the receiver.
-pub async fn start() -> Result<LiveReceiver, SetupError> {
+/// Everything a cold start does: settings, the AWS clients, the fingerprint key, the config (its
+/// `[[sources]]`, secrets resolved) and the receiver. A bad setting, config or secret fails here, by name.
+pub async fn start() -> Result<Live, SetupError> {
     let settings = Settings::from_env()?;
     let aws = load_aws_config().await;
     let secrets = SecretStore::from_sdk_config(&aws);
     fluxo::domain::fingerprint::install_from(&secrets).await?;
+    let config = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
+    let sources = LiveConfig::start(config, "webhook-receiver", |loaded| {
+        crate::sources::build_owned(&secrets, loaded)
+    })
+    .await?;
     let store = DynamoIntakeStore::from_sdk_config(&aws, &settings.leads_table);
+    let source_store = DynamoSources::from_sdk_config(&aws, &settings.leads_table);
     let queue = SqsQueue::from_sdk_config(&aws, &settings.leads_queue_url);
-    Ok(Receiver::new(
-        settings,
-        store,
-        queue,
-        SystemClock,
-        ThreadRandomness,
-    ))
+    let receiver = Receiver::new(settings, store, queue, SystemClock, ThreadRandomness)
+        .with_source_store(source_store);
+    Ok(Live {
+        receiver,
+        secrets,
+        sources,
+    })
 }
 
 /// The largest `MAX_BODY_BYTES` accepted. A stored lead keeps the raw body beside its normalized

@@ -6,12 +6,14 @@
 use fluxo::domain::intake::FieldProblem;
 use fluxo::observability;
 use fluxo::ports::{Clock, IntakeStore, LeadQueue, Randomness};
+use fluxo::sources::ports::{NoticeInbox, ReplayGuard};
 use http::{HeaderMap, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::cors::{Origin, RedirectTarget};
 use crate::intake::{Answer, FUNCTION, Inbound, NAMESPACE, Receiver, is_secret_header};
 use crate::response::{self, AcceptedBody};
+use crate::sources::{SignedAnswer, Source, Sources};
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 const ALLOWED_METHODS: &str = "POST, OPTIONS";
@@ -24,15 +26,33 @@ enum Route {
     Leads(Option<String>),
 }
 
-impl<S, Q, C, R> Receiver<S, Q, C, R>
+impl<S, Q, C, R, P> Receiver<S, Q, C, R, P>
 where
     S: IntakeStore,
     Q: LeadQueue,
     C: Clock,
     R: Randomness,
+    P: ReplayGuard + NoticeInbox,
 {
-    /// Handles one HTTP request. Never fails: every outcome is an HTTP answer.
+    /// Handles one HTTP request with no signed source configured: every `/leads/{name}` is a form.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        self.handle_with(request, &Sources::none()).await
+    }
+
+    /// Handles one HTTP request. Never fails: every outcome is an HTTP answer.
+    pub async fn handle_with(&self, request: Request, sources: &Sources) -> Response<Body> {
+        let signed = match route(&request) {
+            Ok(Route::Leads(Some(name))) => sources
+                .get(&name)
+                .filter(|s| !matches!(s, Source::Form))
+                .map(|s| (name, s)),
+            _ => None,
+        };
+        if let Some((name, source)) = signed {
+            let mut response = self.signed(&request, &name, source).await;
+            response::harden(&mut response);
+            return response;
+        }
         let origin = request
             .headers()
             .get(header::ORIGIN)
@@ -83,6 +103,97 @@ where
         }
         response::harden(&mut response);
         response
+    }
+
+    /// A signed source's request: `GET` is Meta's subscription handshake, `POST` a delivery.
+    async fn signed(&self, request: &Request, name: &str, source: &Source) -> Response<Body> {
+        let method = request.method();
+        match source {
+            Source::Meta { verify_tokens, .. } if method == Method::GET => {
+                let query = request.query_string_parameters();
+                let challenge = fluxo::sources::meta_lead_ads::request::handshake(
+                    query.first("hub.mode"),
+                    query.first("hub.verify_token"),
+                    query.first("hub.challenge"),
+                    verify_tokens,
+                );
+                match challenge {
+                    Some(challenge) => {
+                        let mut r =
+                            response::with_body(StatusCode::OK, Body::Text(challenge.into()));
+                        response::set(&mut r, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+                        r
+                    }
+                    None => {
+                        observability::count(NAMESPACE, FUNCTION, "SourceRejected", 1);
+                        response::error(StatusCode::FORBIDDEN, "forbidden", &[])
+                    }
+                }
+            }
+            _ if method == Method::POST => {
+                let headers: Vec<(String, String)> = request
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        v.to_str()
+                            .ok()
+                            .map(|v| (k.as_str().to_string(), v.to_string()))
+                    })
+                    .collect();
+                let redacted;
+                let mut inbound = inbound(request, Some(name.to_string()));
+                if matches!(source, Source::Google { .. }) {
+                    // The key is in the body: the stored raw body leaves it out.
+                    redacted = without_google_key(inbound.body);
+                    inbound.body = &redacted;
+                }
+                let raw = raw_body(request);
+                match self
+                    .post_signed(name, source, &headers, raw, &inbound)
+                    .await
+                {
+                    SignedAnswer::Unauthorized => {
+                        response::error(StatusCode::UNAUTHORIZED, "unauthorized", &[])
+                    }
+                    SignedAnswer::Noticed(leads) => response::json(
+                        StatusCode::OK,
+                        &serde_json::json!({ "status": "received", "leads": leads }),
+                    ),
+                    SignedAnswer::Lead(Answer::Accepted { lead_id, replayed }) => {
+                        let mut r = response::json(
+                            StatusCode::OK,
+                            &AcceptedBody {
+                                lead_id: lead_id.as_str(),
+                                status: "accepted",
+                            },
+                        );
+                        if replayed {
+                            response::set(
+                                &mut r,
+                                http::HeaderName::from_static("idempotent-replayed"),
+                                "true",
+                            );
+                        }
+                        r
+                    }
+                    SignedAnswer::Lead(answer) => render(answer, None, false),
+                }
+            }
+            _ => {
+                let allow = if matches!(source, Source::Meta { .. }) {
+                    "GET, POST"
+                } else {
+                    "POST"
+                };
+                let mut r = response::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("method not allowed; use {allow}"),
+                    &[],
+                );
+                response::set(&mut r, header::ALLOW, allow);
+                r
+            }
+        }
     }
 
     /// `POST /leads[/{source}]` from a form: parse, check the redirect, store, answer (303 for browsers
@@ -188,6 +299,17 @@ pub(crate) fn inbound(request: &Request, endpoint: Option<String>) -> Inbound<'_
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty()),
+    }
+}
+
+/// A Google lead body without its `google_key`, to be stored; the body as sent if it is not JSON.
+fn without_google_key(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.remove("google_key");
+            serde_json::to_vec(&map).unwrap_or_default()
+        }
+        _ => body.to_vec(),
     }
 }
 

@@ -8,10 +8,10 @@ pub mod journal;
 pub mod profiles;
 #[cfg(feature = "s3")]
 pub mod s3;
-#[cfg(feature = "dynamodb")]
-pub mod sources;
 #[cfg(feature = "sigv4")]
 pub mod signed;
+#[cfg(feature = "dynamodb")]
+pub mod sources;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 #[cfg(feature = "ssm")]

@@ -117,7 +117,11 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
 }
 
 impl NoticeInbox for DynamoSources {
-    async fn put_notice(&self, notice: &PendingNotice, expires_at: i64) -> Result<bool, StoreError> {
+    async fn put_notice(
+        &self,
+        notice: &PendingNotice,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         let mut item = notice_key(&notice.source, &notice.leadgen_id);
         item.insert("source".into(), s(&notice.source));
         item.insert("leadgen_id".into(), s(&notice.leadgen_id));
@@ -164,7 +168,10 @@ impl NoticeInbox for DynamoSources {
             let (Some(pk), Some(sk)) = (keys.get("pk"), keys.get("sk")) else {
                 continue;
             };
-            let wanted = HashMap::from([("pk".to_string(), pk.clone()), ("sk".to_string(), sk.clone())]);
+            let wanted = HashMap::from([
+                ("pk".to_string(), pk.clone()),
+                ("sk".to_string(), sk.clone()),
+            ]);
             let Some(item) = get_consistent(&self.client, &self.table, wanted).await? else {
                 continue;
             };
