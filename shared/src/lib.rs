@@ -29,6 +29,7 @@ pub mod routing;
 pub mod secrets;
 pub mod settings;
 pub mod slack;
+pub mod sources;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -11,6 +11,8 @@ pub mod profiles;
 pub mod s3;
 #[cfg(feature = "sigv4")]
 pub mod signed;
+#[cfg(feature = "dynamodb")]
+pub mod sources;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 #[cfg(feature = "ssm")]

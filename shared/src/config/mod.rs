@@ -6,6 +6,7 @@ pub mod live;
 pub mod optimizer;
 pub mod router;
 pub mod source;
+pub mod sources;
 
 use std::ops::Range;
 use std::path::Path;
@@ -23,6 +24,9 @@ pub struct FluxoConfig {
     /// Hourly optimizer: platforms, campaigns, notifications.
     #[serde(default)]
     pub optimizer: optimizer::OptimizerConfig,
+    /// Inbound lead sources (`[[sources]]`), read by the webhook-receiver.
+    #[serde(default)]
+    pub sources: Vec<sources::SourceConfig>,
 }
 
 /// A loaded config and where it came from.
@@ -148,6 +152,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedConfig, ConfigError> {
     let located = Located { file, text };
     config.lead_router.validate(&located)?;
     config.optimizer.validate(&located)?;
+    sources::validate(&config.sources, &located)?;
     Ok(LoadedConfig {
         config,
         version: version_of(text),
