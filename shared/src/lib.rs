@@ -7,6 +7,7 @@
 pub mod config;
 pub mod crm;
 pub mod domain;
+pub mod email;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;

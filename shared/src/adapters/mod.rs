@@ -2,6 +2,8 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(all(feature = "dynamodb", feature = "sqs"))]
+pub mod email;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
 #[cfg(feature = "dynamodb")]

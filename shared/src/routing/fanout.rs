@@ -223,7 +223,11 @@ pub fn unsubscribe(
     EmailAction {
         version: EmailAction::VERSION,
         kind: EMAIL_UNSUBSCRIBE.to_string(),
-        effect_key: effect_key(profile_key, "email:*", &format!("unsubscribe:{}", lead_id.as_str())),
+        effect_key: effect_key(
+            profile_key,
+            "email:*",
+            &format!("unsubscribe:{}", lead_id.as_str()),
+        ),
         lead_id: lead_id.clone(),
         profile_key: profile_key.to_string(),
         email: email.clone(),
@@ -404,19 +408,23 @@ mod tests {
     #[test]
     fn a_withdrawal_fans_out_an_unsubscribe_and_removals_with_their_reason() {
         let (mut p, id) = routed();
-        p.consent_history.push(crate::routing::profile::ConsentEvent {
-            granted: false,
-            at: p.created_at,
-            text: None,
-            lead_id: id.clone(),
-        });
+        p.consent_history
+            .push(crate::routing::profile::ConsentEvent {
+                granted: false,
+                at: p.created_at,
+                text: None,
+                lead_id: id.clone(),
+            });
         let plan = plan(&p, &id, p.created_at);
         assert_eq!(plan.email.len(), 1);
         assert_eq!(plan.email[0].kind, EMAIL_UNSUBSCRIBE);
         assert_eq!(plan.email[0].reason.as_deref(), Some(REASON_WITHDRAWAL));
         assert_eq!(plan.audience.len(), 2);
-        assert!(plan.audience.iter().all(|a| a.kind == AUDIENCE_REMOVE
-            && a.reason.as_deref() == Some(REASON_WITHDRAWAL)));
+        assert!(
+            plan.audience.iter().all(
+                |a| a.kind == AUDIENCE_REMOVE && a.reason.as_deref() == Some(REASON_WITHDRAWAL)
+            )
+        );
         let body = serde_json::to_string(&plan.audience[0]).unwrap();
         assert!(body.contains(r#""reason":"withdrawal""#), "{body}");
         // An older refusal is not this submission's withdrawal: a new submission enrolls again.
@@ -434,6 +442,9 @@ mod tests {
             FanOut::dispatch_key(&other, &a.email[0].effect_key)
         );
         let body = serde_json::to_string(&a.email[0]).unwrap();
-        assert!(!body.contains("reason"), "no reason on an enrollment: {body}");
+        assert!(
+            !body.contains("reason"),
+            "no reason on an enrollment: {body}"
+        );
     }
 }
