@@ -250,8 +250,11 @@ impl Template {
 
     /// Every `AWS::Serverless::Function`.
     pub fn functions(&self) -> Result<Vec<FunctionSpec>> {
+        let defaults = self.parameter_values(&BTreeMap::new());
         self.of_kind("AWS::Serverless::Function")
-            .map(|(id, r)| function_spec(id, r).with_context(|| format!("function {id}")))
+            .map(|(id, r)| {
+                function_spec(id, r, &defaults).with_context(|| format!("function {id}"))
+            })
             .collect()
     }
 
@@ -552,7 +555,31 @@ fn queue_spec(id: &str, p: &Value) -> Result<QueueSpec> {
     })
 }
 
-fn function_spec(id: &str, r: &Resource) -> Result<FunctionSpec> {
+/// A number, or a `Ref` to a template parameter (its default): event-source settings such as
+/// `BatchSize` may come from parameters.
+fn number_or_parameter(
+    v: Option<&Value>,
+    defaults: &BTreeMap<String, String>,
+) -> Result<Option<u64>> {
+    match v.and_then(|v| v.get("Ref")).and_then(Value::as_str) {
+        Some(name) => {
+            let value = defaults
+                .get(name)
+                .ok_or_else(|| anyhow!("parameter {name} has no default"))?;
+            value
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| anyhow!("parameter {name}: expected a number, found {value:?}"))
+        }
+        None => scalar_u64(v),
+    }
+}
+
+fn function_spec(
+    id: &str,
+    r: &Resource,
+    defaults: &BTreeMap<String, String>,
+) -> Result<FunctionSpec> {
     let p = &r.properties;
     let binary = r
         .metadata
@@ -586,8 +613,11 @@ fn function_spec(id: &str, r: &Resource) -> Result<FunctionSpec> {
                         .get("Queue")
                         .and_then(referenced_resource)
                         .ok_or_else(|| anyhow!("event {name}: Queue must be Fn::GetAtt [Queue, Arn] of a queue in this template"))?;
-                    let batch_size = scalar_u64(ep.get("BatchSize"))?.unwrap_or(10);
-                    let window = scalar_u64(ep.get("MaximumBatchingWindowInSeconds"))?.unwrap_or(0);
+                    let batch_size =
+                        number_or_parameter(ep.get("BatchSize"), defaults)?.unwrap_or(10);
+                    let window =
+                        number_or_parameter(ep.get("MaximumBatchingWindowInSeconds"), defaults)?
+                            .unwrap_or(0);
                     let report = ep
                         .get("FunctionResponseTypes")
                         .and_then(Value::as_array)
