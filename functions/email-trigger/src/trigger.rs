@@ -123,6 +123,14 @@ pub fn platform_key(effect: &str, platform: Platform) -> String {
     key_of("fluxo.email.platform.v1", &[effect, platform.as_str()])
 }
 
+/// The effect key of one call of a platform's part (`platform` is [`platform_key`]).
+pub fn call_key(platform: &str, index: usize) -> String {
+    key_of("fluxo.email.call.v1", &[platform, &index.to_string()])
+}
+
+/// Most calls one job makes on one platform (Mailchimp: member, tags, journey).
+const MAX_CALLS: usize = 4;
+
 /// The effect key of an enrollment (the router's, see `fluxo::routing::fanout::plan`).
 pub fn enrollment_key(profile_key: &str, sequence: &str) -> String {
     effect_key(profile_key, &EmailAction::destination(sequence), "enroll")
@@ -358,12 +366,11 @@ where
             .run_job(&job, &action.profile_key, &fp, &platforms, None, deadline)
             .await?;
         // A later grant enrolls the person again: forget their enrollments.
-        for sequence in &record.sequences {
-            let key = enrollment_key(&action.profile_key, sequence);
-            for platform in Platform::ALL {
-                self.store.forget(&platform_key(&key, platform)).await?;
+        if matches!(handled, Handled::Done(_)) {
+            for sequence in &record.sequences {
+                self.forget_effect(&enrollment_key(&action.profile_key, sequence))
+                    .await?;
             }
-            self.store.forget(&key).await?;
         }
         Ok(handled)
     }
@@ -447,14 +454,10 @@ where
         }
     }
 
-    /// One platform's part of a job, as its own effect.
-    async fn on_platform(
-        &self,
-        platform: Platform,
-        job: &Job,
-        fp: &str,
-        deadline: Deadline,
-    ) -> PlatformResult {
+    /// One platform's part of a job, as its own effect, and each of its calls as an effect too: a retry
+    /// resumes after the last call that answered, so even a call that is not idempotent (a journey
+    /// trigger, an RD Station conversion) is made once.
+    async fn on_platform(&self, platform: Platform, job: &Job, fp: &str, deadline: Deadline) -> PlatformResult {
         let key = platform_key(&job.key, platform);
         let now = self.clock.now();
         match self.store.claim(&key, now, self.lease_until(now)).await {
@@ -464,49 +467,97 @@ where
             Ok(Claim::Busy) => return PlatformResult::Retry(StepError::Busy),
             Err(e) => return PlatformResult::Retry(e.into()),
         }
-        let result = {
-            let Ok(_permit) = self.calls.acquire().await else {
-                return PlatformResult::Retry(StepError::Busy);
-            };
-            self.platforms.perform(platform, job, deadline).await
+        let calls = match self.platforms.calls(platform, job) {
+            Ok(calls) => calls,
+            Err(reason) => return self.platform_failed(&key, fp, platform, reason).await,
         };
-        let now = self.clock.now();
-        match result {
-            Ok(receipt) => {
-                tracing::info!(
-                    platform = platform.as_str(),
-                    operation = job.operation.name(),
-                    dry_run = !receipt.dry_run.is_empty(),
-                    "platform call done"
-                );
-                let detail = serde_json::to_string(&receipt).ok();
-                let outcome = EmailOutcome::Done {
-                    platforms: vec![platform],
+        let mut receipt = if calls.is_empty() {
+            EmailPlatforms::nothing_to_send(platform, job)
+        } else {
+            EmailReceipt::default()
+        };
+        let mut notes: Vec<String> = receipt.note.take().into_iter().collect();
+        for (i, call) in calls.iter().enumerate() {
+            let ckey = call_key(&key, i);
+            let now = self.clock.now();
+            match self.store.claim(&ckey, now, self.lease_until(now)).await {
+                Ok(Claim::Acquired) => {}
+                Ok(Claim::Done) => continue,
+                Ok(Claim::Failed(reason)) => {
+                    return self.platform_failed(&key, fp, platform, reason).await;
+                }
+                Ok(Claim::Busy) => return self.platform_retry(&key, StepError::Busy).await,
+                Err(e) => return self.platform_retry(&key, e.into()).await,
+            }
+            let result = {
+                let Ok(_permit) = self.calls.acquire().await else {
+                    return self.platform_retry(&key, StepError::Busy).await;
                 };
-                match self.store.complete(&key, fp, &outcome, detail, now).await {
-                    Ok(()) => PlatformResult::Done(receipt),
-                    Err(e) => PlatformResult::Retry(e.into()),
+                self.platforms.send(platform, call, deadline).await
+            };
+            let now = self.clock.now();
+            match result {
+                Ok(one) => {
+                    let detail = serde_json::to_string(&one).ok();
+                    let done = EmailOutcome::Done { platforms: vec![platform] };
+                    if let Err(e) = self.store.complete(&ckey, fp, &done, detail, now).await {
+                        return self.platform_retry(&key, e.into()).await;
+                    }
+                    receipt.dry_run.extend(one.dry_run);
+                    notes.extend(one.note);
                 }
-            }
-            Err(e) if !e.is_retryable() => {
-                let reason = e.reason().to_string();
-                tracing::warn!(platform = platform.as_str(), error = %redact(&reason), "platform refused; recorded, not retried");
-                match self
-                    .store
-                    .complete(&key, fp, &EmailOutcome::Failed(reason.clone()), None, now)
-                    .await
-                {
-                    Ok(()) => PlatformResult::Failed(reason),
-                    Err(e) => PlatformResult::Retry(e.into()),
+                Err(e) if !e.is_retryable() => {
+                    let reason = e.reason().to_string();
+                    let failed = EmailOutcome::Failed(reason.clone());
+                    if let Err(e) = self.store.complete(&ckey, fp, &failed, None, now).await {
+                        return self.platform_retry(&key, e.into()).await;
+                    }
+                    return self.platform_failed(&key, fp, platform, reason).await;
                 }
-            }
-            Err(e) => {
-                if let Err(release) = self.store.release(&key).await {
-                    tracing::warn!(error = %release, "could not release the claim; it expires with its lease");
+                Err(e) => {
+                    if let Err(release) = self.store.release(&ckey).await {
+                        tracing::warn!(error = %release, "could not release the call's claim; it expires with its lease");
+                    }
+                    return self.platform_retry(&key, e.into()).await;
                 }
-                PlatformResult::Retry(e.into())
             }
         }
+        receipt.note = (!notes.is_empty()).then(|| notes.join("; "));
+        tracing::info!(platform = platform.as_str(), operation = job.operation.name(), dry_run = !receipt.dry_run.is_empty(), "platform done");
+        let detail = serde_json::to_string(&receipt).ok();
+        let done = EmailOutcome::Done { platforms: vec![platform] };
+        match self.store.complete(&key, fp, &done, detail, self.clock.now()).await {
+            Ok(()) => PlatformResult::Done(receipt),
+            Err(e) => PlatformResult::Retry(e.into()),
+        }
+    }
+
+    async fn platform_failed(&self, key: &str, fp: &str, platform: Platform, reason: String) -> PlatformResult {
+        tracing::warn!(platform = platform.as_str(), error = %redact(&reason), "platform refused; recorded, not retried");
+        let failed = EmailOutcome::Failed(reason.clone());
+        match self.store.complete(key, fp, &failed, None, self.clock.now()).await {
+            Ok(()) => PlatformResult::Failed(reason),
+            Err(e) => PlatformResult::Retry(e.into()),
+        }
+    }
+
+    async fn platform_retry(&self, key: &str, error: StepError) -> PlatformResult {
+        if let Err(release) = self.store.release(key).await {
+            tracing::warn!(error = %release, "could not release the claim; it expires with its lease");
+        }
+        PlatformResult::Retry(error)
+    }
+
+    /// Forgets an effect, its platforms' parts and their calls.
+    async fn forget_effect(&self, key: &str) -> Result<(), StoreError> {
+        for platform in Platform::ALL {
+            let pkey = platform_key(key, platform);
+            for i in 0..MAX_CALLS {
+                self.store.forget(&call_key(&pkey, i)).await?;
+            }
+            self.store.forget(&pkey).await?;
+        }
+        self.store.forget(key).await
     }
 
     /// Resolves who an e-commerce event is about: the email's profile key, else the linked customer id.

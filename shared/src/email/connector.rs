@@ -198,8 +198,8 @@ impl EmailPlatforms {
         }
     }
 
-    /// Performs a job on one platform: records the exact requests in dry-run, else sends them. Nothing
-    /// starts, and no retry waits, past `deadline`.
+    /// Performs a job on one platform: records the exact requests in dry-run, else sends them in order.
+    /// Nothing starts, and no retry waits, past `deadline`.
     pub async fn perform(
         &self,
         platform: Platform,
@@ -211,17 +211,42 @@ impl EmailPlatforms {
             .calls(platform, job)
             .map_err(|reason| ConnectorError::Permanent { vendor, reason })?;
         if calls.is_empty() {
-            return Ok(EmailReceipt {
-                dry_run: Vec::new(),
-                note: Some(format!(
-                    "{vendor} offers no API call for {}: nothing sent",
-                    job.operation.name()
-                )),
-            });
+            return Ok(Self::nothing_to_send(platform, job));
         }
+        let mut receipt = EmailReceipt::default();
+        let mut notes = Vec::new();
+        for call in &calls {
+            let one = self.send(platform, call, deadline).await?;
+            receipt.dry_run.extend(one.dry_run);
+            notes.extend(one.note);
+        }
+        receipt.note = (!notes.is_empty()).then(|| notes.join("; "));
+        Ok(receipt)
+    }
+
+    /// The receipt of a job the platform has no API call for.
+    pub fn nothing_to_send(platform: Platform, job: &Job) -> EmailReceipt {
+        EmailReceipt {
+            dry_run: Vec::new(),
+            note: Some(format!(
+                "{} offers no API call for {}: nothing sent",
+                platform.as_str(),
+                job.operation.name()
+            )),
+        }
+    }
+
+    /// Records (dry-run) or sends one call, with its retries.
+    pub async fn send(
+        &self,
+        platform: Platform,
+        call: &Call,
+        deadline: Deadline,
+    ) -> Result<EmailReceipt, ConnectorError> {
+        let vendor = platform.as_str();
         let Some(http) = &self.sender else {
             return Ok(EmailReceipt {
-                dry_run: calls.iter().map(|c| self.record(platform, c)).collect(),
+                dry_run: vec![self.record(platform, call)],
                 note: None,
             });
         };
@@ -238,11 +263,12 @@ impl EmailPlatforms {
             http: http.clone(),
             policy: self.config.retry_policy(),
         };
+        let calls = std::slice::from_ref(call);
         let notes = match platform {
             Platform::Mailchimp => {
                 sender
                     .run(
-                        &calls,
+                        calls,
                         deadline,
                         |b, _| mailchimp_client::authorize(b, &secret),
                         mailchimp_client::classify,
@@ -252,7 +278,7 @@ impl EmailPlatforms {
             Platform::Brevo => {
                 sender
                     .run(
-                        &calls,
+                        calls,
                         deadline,
                         |b, _| brevo_client::authorize(b, &secret),
                         brevo_client::classify,
@@ -266,13 +292,10 @@ impl EmailPlatforms {
                     .as_ref()
                     .map(|c| c.auth)
                     .unwrap_or_default();
-                let calls: Vec<Call> = calls
-                    .into_iter()
-                    .map(|c| rd_client::with_key(c, auth, &secret))
-                    .collect();
+                let keyed = [rd_client::with_key(call.clone(), auth, &secret)];
                 sender
                     .run(
-                        &calls,
+                        &keyed,
                         deadline,
                         |b, _| rd_client::authorize(b, auth, &secret),
                         rd_client::classify,
@@ -283,7 +306,7 @@ impl EmailPlatforms {
                 let key = self.webhook_key.clone().unwrap_or_default();
                 sender
                     .run(
-                        &calls,
+                        calls,
                         deadline,
                         |b, call| webhook_client::authorize(b, call, &key, chrono::Utc::now()),
                         webhook_client::classify,
