@@ -457,7 +457,13 @@ where
     /// One platform's part of a job, as its own effect, and each of its calls as an effect too: a retry
     /// resumes after the last call that answered, so even a call that is not idempotent (a journey
     /// trigger, an RD Station conversion) is made once.
-    async fn on_platform(&self, platform: Platform, job: &Job, fp: &str, deadline: Deadline) -> PlatformResult {
+    async fn on_platform(
+        &self,
+        platform: Platform,
+        job: &Job,
+        fp: &str,
+        deadline: Deadline,
+    ) -> PlatformResult {
         let key = platform_key(&job.key, platform);
         let now = self.clock.now();
         match self.store.claim(&key, now, self.lease_until(now)).await {
@@ -499,7 +505,9 @@ where
             match result {
                 Ok(one) => {
                     let detail = serde_json::to_string(&one).ok();
-                    let done = EmailOutcome::Done { platforms: vec![platform] };
+                    let done = EmailOutcome::Done {
+                        platforms: vec![platform],
+                    };
                     if let Err(e) = self.store.complete(&ckey, fp, &done, detail, now).await {
                         return self.platform_retry(&key, e.into()).await;
                     }
@@ -523,19 +531,40 @@ where
             }
         }
         receipt.note = (!notes.is_empty()).then(|| notes.join("; "));
-        tracing::info!(platform = platform.as_str(), operation = job.operation.name(), dry_run = !receipt.dry_run.is_empty(), "platform done");
+        tracing::info!(
+            platform = platform.as_str(),
+            operation = job.operation.name(),
+            dry_run = !receipt.dry_run.is_empty(),
+            "platform done"
+        );
         let detail = serde_json::to_string(&receipt).ok();
-        let done = EmailOutcome::Done { platforms: vec![platform] };
-        match self.store.complete(&key, fp, &done, detail, self.clock.now()).await {
+        let done = EmailOutcome::Done {
+            platforms: vec![platform],
+        };
+        match self
+            .store
+            .complete(&key, fp, &done, detail, self.clock.now())
+            .await
+        {
             Ok(()) => PlatformResult::Done(receipt),
             Err(e) => PlatformResult::Retry(e.into()),
         }
     }
 
-    async fn platform_failed(&self, key: &str, fp: &str, platform: Platform, reason: String) -> PlatformResult {
+    async fn platform_failed(
+        &self,
+        key: &str,
+        fp: &str,
+        platform: Platform,
+        reason: String,
+    ) -> PlatformResult {
         tracing::warn!(platform = platform.as_str(), error = %redact(&reason), "platform refused; recorded, not retried");
         let failed = EmailOutcome::Failed(reason.clone());
-        match self.store.complete(key, fp, &failed, None, self.clock.now()).await {
+        match self
+            .store
+            .complete(key, fp, &failed, None, self.clock.now())
+            .await
+        {
             Ok(()) => PlatformResult::Failed(reason),
             Err(e) => PlatformResult::Retry(e.into()),
         }
