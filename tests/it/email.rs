@@ -703,7 +703,10 @@ async fn a_withdrawal_unsubscribes_on_each_platform_the_person_was_sent_to() {
     assert_eq!(patches[0].url.path(), member_path(&email));
     let sent: Value = serde_json::from_slice(&patches[0].body).unwrap();
     assert_eq!(sent, json!({"status": "unsubscribed"}));
-    assert_eq!(h.effect(&unsubscribe.effect_key).await.unwrap().0, "done");
+    assert_eq!(
+        h.effect(&unsubscribe.header.effect_key).await.unwrap().0,
+        "done"
+    );
     // The enrollment is forgotten: a later grant would enroll again.
     assert!(
         h.effect(&enrollment_key(&parsed.sha256_hex(), "s1"))
@@ -721,7 +724,7 @@ async fn a_batch_of_ten_at_200_ms_per_call_takes_about_one_calls_latency() {
         .mount(&server)
         .await;
     Mock::given(method("PUT"))
-        .and(wiremock::matchers::path_regex(&format!(
+        .and(wiremock::matchers::path_regex(format!(
             "^/3.0/lists/{LIST}/"
         )))
         .respond_with(
@@ -938,8 +941,8 @@ async fn an_erasure_deletes_the_person_everywhere_it_can_and_journals_it_without
     let removals = support::drain(&h.sdk, &h.stack.queue("AudienceQueue").unwrap().url, 30).await;
     assert_eq!(removals.len(), 1);
     let removal = fluxo::routing::AudienceAction::from_json(removals[0].body().unwrap()).unwrap();
-    assert_eq!(removal.kind, fanout::AUDIENCE_REMOVE);
-    assert_eq!(removal.reason.as_deref(), Some("erasure"));
+    assert_eq!(removal.header.kind, fanout::AUDIENCE_REMOVE);
+    assert_eq!(removal.header.reason.as_deref(), Some("erasure"));
     let journal: Vec<_> = support::scan_all(&h.sdk, &table)
         .await
         .into_iter()

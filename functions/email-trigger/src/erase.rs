@@ -122,7 +122,7 @@ where
             let body =
                 serde_json::to_string(&action).map_err(|e| EraseError::Queue(e.to_string()))?;
             removals.push(OutboundMessage {
-                id: fanout::FanOut::dispatch_key(&lead_id, &action.effect_key),
+                id: fanout::FanOut::dispatch_key(&lead_id, &action.header.effect_key),
                 body,
             });
         }

@@ -231,13 +231,15 @@ where
         }
         let body = body.ok_or(StepError::NoBody)?;
         let handled = match EmailMessage::from_json(body)? {
-            EmailMessage::Action(a) if a.kind == EMAIL_ENROLL => self.enroll(&a, deadline).await?,
-            EmailMessage::Action(a) if a.kind == EMAIL_UNSUBSCRIBE => {
+            EmailMessage::Action(a) if a.header.kind == EMAIL_ENROLL => {
+                self.enroll(&a, deadline).await?
+            }
+            EmailMessage::Action(a) if a.header.kind == EMAIL_UNSUBSCRIBE => {
                 self.unsubscribe(&a, deadline).await?
             }
             EmailMessage::Action(a) => {
-                tracing::warn!(kind = %a.kind, "unknown email action; dropped");
-                Handled::Skipped(format!("unknown kind {}", a.kind))
+                tracing::warn!(kind = %a.header.kind, "unknown email action; dropped");
+                Handled::Skipped(format!("unknown kind {}", a.header.kind))
             }
             EmailMessage::Commerce(e) => self.commerce(&e).await?,
             EmailMessage::Recommend(r) if r.kind == EMAIL_RECOMMEND => {
@@ -288,14 +290,14 @@ where
 
     async fn enroll(&self, action: &EmailAction, deadline: Deadline) -> Result<Handled, StepError> {
         let now = self.clock.now();
-        let fp = action.email.fingerprint();
-        if self.claim(&action.effect_key, now).await?.is_none() {
+        let fp = action.header.email.fingerprint();
+        if self.claim(&action.header.effect_key, now).await?.is_none() {
             return Ok(Handled::AlreadyHandled);
         }
         let Some(sequence) = self.platforms.sequence(&action.sequence).cloned() else {
             return self
                 .skip(
-                    &action.effect_key,
+                    &action.header.effect_key,
                     &fp,
                     &format!(
                         "unmapped: sequence {} has no [email_trigger.sequences] entry",
@@ -304,18 +306,24 @@ where
                 )
                 .await;
         };
-        let consent = match self.consent_of(&action.profile_key).await? {
+        let consent = match self.consent_of(&action.header.profile_key).await? {
             Some(c) => c,
-            None => return self.skip(&action.effect_key, &fp, "unknown_person").await,
+            None => {
+                return self
+                    .skip(&action.header.effect_key, &fp, "unknown_person")
+                    .await;
+            }
         };
         if sequence.marketing && !consent.is_granted() {
             fluxo::observability::count("Fluxo", FUNCTION, "SkippedNoConsent", 1);
-            return self.skip(&action.effect_key, &fp, "no_consent").await;
+            return self
+                .skip(&action.header.effect_key, &fp, "no_consent")
+                .await;
         }
         let job = Job {
-            key: action.effect_key.clone(),
+            key: action.header.effect_key.clone(),
             contact: Contact {
-                email: action.email.clone(),
+                email: action.header.email.clone(),
                 first_name: action.first_name.clone(),
                 last_name: action.last_name.clone(),
             },
@@ -326,7 +334,7 @@ where
         };
         self.run_job(
             &job,
-            &action.profile_key,
+            &action.header.profile_key,
             &fp,
             &sequence.platforms(),
             Some(&action.sequence),
@@ -341,34 +349,45 @@ where
         deadline: Deadline,
     ) -> Result<Handled, StepError> {
         let now = self.clock.now();
-        let fp = action.email.fingerprint();
-        if self.claim(&action.effect_key, now).await?.is_none() {
+        let fp = action.header.email.fingerprint();
+        if self.claim(&action.header.effect_key, now).await?.is_none() {
             return Ok(Handled::AlreadyHandled);
         }
         let record = self
             .store
-            .load(&action.profile_key)
+            .load(&action.header.profile_key)
             .await?
             .unwrap_or_default();
         let platforms: Vec<Platform> = record.platforms.iter().copied().collect();
         let job = Job {
-            key: action.effect_key.clone(),
+            key: action.header.effect_key.clone(),
             contact: Contact {
-                email: action.email.clone(),
+                email: action.header.email.clone(),
                 first_name: None,
                 last_name: None,
             },
             operation: Operation::Unsubscribe {
-                reason: action.reason.clone().unwrap_or_else(|| "withdrawal".into()),
+                reason: action
+                    .header
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "withdrawal".into()),
             },
         };
         let handled = self
-            .run_job(&job, &action.profile_key, &fp, &platforms, None, deadline)
+            .run_job(
+                &job,
+                &action.header.profile_key,
+                &fp,
+                &platforms,
+                None,
+                deadline,
+            )
             .await?;
         // A later grant enrolls the person again: forget their enrollments.
         if matches!(handled, Handled::Done(_)) {
             for sequence in &record.sequences {
-                self.forget_effect(&enrollment_key(&action.profile_key, sequence))
+                self.forget_effect(&enrollment_key(&action.header.profile_key, sequence))
                     .await?;
             }
         }

@@ -483,7 +483,7 @@ where
                     Ok(body) => email.push((
                         i,
                         OutboundMessage {
-                            id: fanout::FanOut::dispatch_key(&r.lead_id, &action.effect_key),
+                            id: fanout::FanOut::dispatch_key(&r.lead_id, &action.header.effect_key),
                             body,
                         },
                     )),
@@ -495,7 +495,7 @@ where
                     Ok(body) => audience.push((
                         i,
                         OutboundMessage {
-                            id: fanout::FanOut::dispatch_key(&r.lead_id, &action.effect_key),
+                            id: fanout::FanOut::dispatch_key(&r.lead_id, &action.header.effect_key),
                             body,
                         },
                     )),
@@ -660,17 +660,10 @@ mod tests {
     use fluxo::domain::{Consent, Email, Lead};
     use fluxo::routing::memory::{MemoryLedger, MemoryProfiles, MemoryQueue};
     use fluxo::routing::{AudienceAction, EmailAction};
+    use fluxo::testing::FixedClock;
     use serde_json::json;
 
     use super::*;
-
-    struct FixedClock(DateTime<Utc>);
-
-    impl Clock for FixedClock {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
 
     /// A CRM that records every call and answers per email: ok, permanent or retryable.
     struct FakeCrm {
@@ -776,7 +769,7 @@ mod tests {
             email_queue: MemoryQueue::default(),
             audience_queue: MemoryQueue::default(),
             leads_queue: MemoryQueue::default(),
-            clock: FixedClock(at()),
+            clock: FixedClock::at(at()),
             rules: RuleSet::compile(&config.lead_router).unwrap(),
             concurrency: 4,
             lease: Duration::from_secs(60),
@@ -1138,11 +1131,11 @@ mod tests {
             .collect();
         assert_eq!(sent.len(), 2, "the later grant reaches email-trigger");
         assert_eq!(
-            sent[0].effect_key, sent[1].effect_key,
+            sent[0].header.effect_key, sent[1].header.effect_key,
             "one effect (person x sequence): email-trigger's ledger enrolls once"
         );
-        assert_eq!(sent[0].consent.status, "unknown");
-        assert_eq!(sent[1].consent.status, "granted");
+        assert_eq!(sent[0].header.consent.status, "unknown");
+        assert_eq!(sent[1].header.consent.status, "granted");
         // Redelivering the second submission sends nothing more.
         r.handle(event(&[("m2-again", later.to_json().unwrap())]))
             .await;
@@ -1164,13 +1157,13 @@ mod tests {
         let emails = r.email_queue.sent();
         assert_eq!(emails.len(), 2);
         let unsubscribe = EmailAction::from_json(&emails[1].body).unwrap();
-        assert_eq!(unsubscribe.kind, fanout::EMAIL_UNSUBSCRIBE);
-        assert_eq!(unsubscribe.reason.as_deref(), Some("withdrawal"));
+        assert_eq!(unsubscribe.header.kind, fanout::EMAIL_UNSUBSCRIBE);
+        assert_eq!(unsubscribe.header.reason.as_deref(), Some("withdrawal"));
         let audiences = r.audience_queue.sent();
         assert_eq!(audiences.len(), 2);
         let remove = AudienceAction::from_json(&audiences[1].body).unwrap();
-        assert_eq!(remove.kind, fanout::AUDIENCE_REMOVE);
+        assert_eq!(remove.header.kind, fanout::AUDIENCE_REMOVE);
         assert_eq!(remove.audience, "leads_qualificados");
-        assert_eq!(remove.reason.as_deref(), Some("withdrawal"));
+        assert_eq!(remove.header.reason.as_deref(), Some("withdrawal"));
     }
 }

@@ -66,33 +66,72 @@ impl ConsentSnapshot {
     }
 }
 
-/// Enroll a person in an email sequence. Body of a message on the email queue.
+/// What every fan-out message carries, whatever its queue: version, kind, the effect's idempotency key,
+/// who it is about and why. Flattened into each action's JSON (the wire format has these at the top).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailAction {
-    /// Schema version; see [`EmailAction::VERSION`].
+pub struct ActionHeader {
+    /// Schema version; see the action's `VERSION`.
     pub version: u32,
-    /// [`EMAIL_ENROLL`] or [`EMAIL_UNSUBSCRIBE`].
+    /// The message kind, e.g. [`EMAIL_ENROLL`] or [`AUDIENCE_ADD`].
     pub kind: String,
-    /// Idempotency key of the enrollment (person x sequence).
+    /// Idempotency key of the downstream effect (person x destination).
     pub effect_key: String,
     /// The submission that triggered it.
     pub lead_id: LeadId,
     /// The profile's key (SHA-256 of the email).
     pub profile_key: String,
+    /// Normalized email; audience consumers hash it per platform rules.
     pub email: crate::domain::Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    pub consent: ConsentSnapshot,
+    pub created_at: DateTime<Utc>,
+    /// Why a person is unsubscribed or removed: [`REASON_WITHDRAWAL`] or [`REASON_ERASURE`]. `None` for
+    /// enrollments and adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ActionHeader {
+    /// The header of a message about `profile`, for the effect `action` at `destination`.
+    pub fn new(
+        version: u32,
+        kind: &str,
+        profile: &Profile,
+        lead_id: &LeadId,
+        (destination, action): (&str, &str),
+        now: DateTime<Utc>,
+    ) -> Self {
+        let key = profile.key();
+        ActionHeader {
+            version,
+            kind: kind.to_string(),
+            effect_key: effect_key(&key, destination, action),
+            lead_id: lead_id.clone(),
+            profile_key: key,
+            email: profile.email.clone(),
+            segment: profile.decision.as_ref().and_then(|d| d.segment.clone()),
+            consent: ConsentSnapshot::of(profile),
+            created_at: now,
+            reason: None,
+        }
+    }
+}
+
+/// Enroll a person in an email sequence. Body of a message on the email queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAction {
+    /// Version [`EmailAction::VERSION`], kind [`EMAIL_ENROLL`] (the enrollment's key, person x sequence)
+    /// or [`EMAIL_UNSUBSCRIBE`] (with its `reason`; `sequence` is empty: every platform the person was
+    /// sent to).
+    #[serde(flatten)]
+    pub header: ActionHeader,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
     pub sequence: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
     pub score: i64,
-    pub consent: ConsentSnapshot,
-    pub created_at: DateTime<Utc>,
-    /// Why a person is unsubscribed: [`REASON_WITHDRAWAL`] or [`REASON_ERASURE`]. `None` for enrollments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 impl EmailAction {
@@ -107,27 +146,14 @@ impl EmailAction {
 /// Add a person to an ad audience. Body of a message on the audience queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudienceAction {
-    /// Schema version; see [`AudienceAction::VERSION`].
-    pub version: u32,
-    /// [`AUDIENCE_ADD`] or [`AUDIENCE_REMOVE`].
-    pub kind: String,
-    /// Idempotency key of the add (person x audience).
-    pub effect_key: String,
-    pub lead_id: LeadId,
-    pub profile_key: String,
-    /// Normalized email; the consumer hashes it per platform rules.
-    pub email: crate::domain::Email,
+    /// Version [`AudienceAction::VERSION`], kind [`AUDIENCE_ADD`] (the add's key, person x audience) or
+    /// [`AUDIENCE_REMOVE`] (with its `reason`).
+    #[serde(flatten)]
+    pub header: ActionHeader,
     /// E.164 (or digits) phone, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     pub audience: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
-    pub consent: ConsentSnapshot,
-    pub created_at: DateTime<Utc>,
-    /// Why a person is removed: [`REASON_WITHDRAWAL`] or [`REASON_ERASURE`]. `None` for adds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 impl AudienceAction {
@@ -210,6 +236,29 @@ pub fn is_withdrawal(profile: &Profile, lead_id: &LeadId) -> bool {
         .is_some_and(|c| !c.granted && c.lead_id == *lead_id)
 }
 
+fn header_for(
+    version: u32,
+    kind: &str,
+    (profile_key, email): (&str, &crate::domain::Email),
+    lead_id: &LeadId,
+    (destination, action): (&str, &str),
+    (consent, reason): (ConsentSnapshot, &str),
+    now: DateTime<Utc>,
+) -> ActionHeader {
+    ActionHeader {
+        version,
+        kind: kind.to_string(),
+        effect_key: effect_key(profile_key, destination, action),
+        lead_id: lead_id.clone(),
+        profile_key: profile_key.to_string(),
+        email: email.clone(),
+        segment: None,
+        consent,
+        created_at: now,
+        reason: Some(reason.to_string()),
+    }
+}
+
 /// The `email.unsubscribe` message of a person (withdrawal or erasure): one per person and submission
 /// (or erasure request), whatever the sequences; email-trigger unsubscribes on every platform it sent to.
 pub fn unsubscribe(
@@ -221,24 +270,19 @@ pub fn unsubscribe(
     now: DateTime<Utc>,
 ) -> EmailAction {
     EmailAction {
-        version: EmailAction::VERSION,
-        kind: EMAIL_UNSUBSCRIBE.to_string(),
-        effect_key: effect_key(
-            profile_key,
-            "email:*",
-            &format!("unsubscribe:{}", lead_id.as_str()),
+        header: header_for(
+            EmailAction::VERSION,
+            EMAIL_UNSUBSCRIBE,
+            (profile_key, email),
+            lead_id,
+            ("email:*", &format!("unsubscribe:{}", lead_id.as_str())),
+            (consent, reason),
+            now,
         ),
-        lead_id: lead_id.clone(),
-        profile_key: profile_key.to_string(),
-        email: email.clone(),
         first_name: None,
         last_name: None,
         sequence: String::new(),
-        segment: None,
         score: 0,
-        consent,
-        created_at: now,
-        reason: Some(reason.to_string()),
     }
 }
 
@@ -253,22 +297,20 @@ pub fn audience_remove(
     now: DateTime<Utc>,
 ) -> AudienceAction {
     AudienceAction {
-        version: AudienceAction::VERSION,
-        kind: AUDIENCE_REMOVE.to_string(),
-        effect_key: effect_key(
-            profile_key,
-            &AudienceAction::destination(audience),
-            &format!("remove:{}", lead_id.as_str()),
+        header: header_for(
+            AudienceAction::VERSION,
+            AUDIENCE_REMOVE,
+            (profile_key, email),
+            lead_id,
+            (
+                &AudienceAction::destination(audience),
+                &format!("remove:{}", lead_id.as_str()),
+            ),
+            (consent, reason),
+            now,
         ),
-        lead_id: lead_id.clone(),
-        profile_key: profile_key.to_string(),
-        email: email.clone(),
         phone: None,
         audience: audience.to_string(),
-        segment: None,
-        consent,
-        created_at: now,
-        reason: Some(reason.to_string()),
     }
 }
 
@@ -278,9 +320,9 @@ pub fn plan(profile: &Profile, lead_id: &LeadId, now: DateTime<Utc>) -> FanOut {
     let Some(decision) = &profile.decision else {
         return FanOut::default();
     };
-    let key = profile.key();
-    let consent = ConsentSnapshot::of(profile);
     if is_withdrawal(profile, lead_id) {
+        let key = profile.key();
+        let consent = ConsentSnapshot::of(profile);
         let email = vec![unsubscribe(
             &key,
             &profile.email,
@@ -310,38 +352,34 @@ pub fn plan(profile: &Profile, lead_id: &LeadId, now: DateTime<Utc>) -> FanOut {
         .sequences
         .iter()
         .map(|sequence| EmailAction {
-            version: EmailAction::VERSION,
-            kind: EMAIL_ENROLL.to_string(),
-            effect_key: effect_key(&key, &EmailAction::destination(sequence), "enroll"),
-            lead_id: lead_id.clone(),
-            profile_key: key.clone(),
-            email: profile.email.clone(),
+            header: ActionHeader::new(
+                EmailAction::VERSION,
+                EMAIL_ENROLL,
+                profile,
+                lead_id,
+                (&EmailAction::destination(sequence), "enroll"),
+                now,
+            ),
             first_name: profile.display_first_name().map(str::to_string),
             last_name: profile.field("last_name").map(str::to_string),
             sequence: sequence.clone(),
-            segment: decision.segment.clone(),
             score: decision.score,
-            consent: consent.clone(),
-            created_at: now,
-            reason: None,
         })
         .collect();
     let audience = decision
         .audiences
         .iter()
         .map(|audience| AudienceAction {
-            version: AudienceAction::VERSION,
-            kind: AUDIENCE_ADD.to_string(),
-            effect_key: effect_key(&key, &AudienceAction::destination(audience), "add"),
-            lead_id: lead_id.clone(),
-            profile_key: key.clone(),
-            email: profile.email.clone(),
+            header: ActionHeader::new(
+                AudienceAction::VERSION,
+                AUDIENCE_ADD,
+                profile,
+                lead_id,
+                (&AudienceAction::destination(audience), "add"),
+                now,
+            ),
             phone: profile.field("phone").map(str::to_string),
             audience: audience.clone(),
-            segment: decision.segment.clone(),
-            consent: consent.clone(),
-            created_at: now,
-            reason: None,
         })
         .collect();
     FanOut { email, audience }
@@ -377,7 +415,7 @@ mod tests {
         let plan = plan(&p, &id, p.created_at);
         assert_eq!(plan.email.len(), 1);
         assert_eq!(plan.audience.len(), 2);
-        assert_eq!(plan.email[0].consent.status, "unknown");
+        assert_eq!(plan.email[0].header.consent.status, "unknown");
     }
 
     #[test]
@@ -386,8 +424,11 @@ mod tests {
         let a = plan(&p, &id, p.created_at);
         let other_submission = LeadId::new(p.created_at, 2);
         let b = plan(&p, &other_submission, p.created_at);
-        assert_eq!(a.email[0].effect_key, b.email[0].effect_key);
-        assert_ne!(a.audience[0].effect_key, a.audience[1].effect_key);
+        assert_eq!(a.email[0].header.effect_key, b.email[0].header.effect_key);
+        assert_ne!(
+            a.audience[0].header.effect_key,
+            a.audience[1].header.effect_key
+        );
     }
 
     #[test]
@@ -417,13 +458,17 @@ mod tests {
             });
         let plan = plan(&p, &id, p.created_at);
         assert_eq!(plan.email.len(), 1);
-        assert_eq!(plan.email[0].kind, EMAIL_UNSUBSCRIBE);
-        assert_eq!(plan.email[0].reason.as_deref(), Some(REASON_WITHDRAWAL));
+        assert_eq!(plan.email[0].header.kind, EMAIL_UNSUBSCRIBE);
+        assert_eq!(
+            plan.email[0].header.reason.as_deref(),
+            Some(REASON_WITHDRAWAL)
+        );
         assert_eq!(plan.audience.len(), 2);
         assert!(
-            plan.audience.iter().all(
-                |a| a.kind == AUDIENCE_REMOVE && a.reason.as_deref() == Some(REASON_WITHDRAWAL)
-            )
+            plan.audience
+                .iter()
+                .all(|a| a.header.kind == AUDIENCE_REMOVE
+                    && a.header.reason.as_deref() == Some(REASON_WITHDRAWAL))
         );
         let body = serde_json::to_string(&plan.audience[0]).unwrap();
         assert!(body.contains(r#""reason":"withdrawal""#), "{body}");
@@ -438,8 +483,8 @@ mod tests {
         let a = plan(&p, &id, p.created_at);
         let other = LeadId::new(p.created_at, 2);
         assert_ne!(
-            FanOut::dispatch_key(&id, &a.email[0].effect_key),
-            FanOut::dispatch_key(&other, &a.email[0].effect_key)
+            FanOut::dispatch_key(&id, &a.email[0].header.effect_key),
+            FanOut::dispatch_key(&other, &a.email[0].header.effect_key)
         );
         let body = serde_json::to_string(&a.email[0]).unwrap();
         assert!(
