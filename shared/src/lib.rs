@@ -19,6 +19,7 @@ pub mod analytics;
 pub mod config;
 pub mod crm;
 pub mod domain;
+pub mod email;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;

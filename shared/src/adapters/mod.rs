@@ -3,6 +3,8 @@
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod errors;
+#[cfg(all(feature = "dynamodb", feature = "sqs"))]
+pub mod email;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
 #[cfg(feature = "dynamodb")]

@@ -2,6 +2,7 @@
 //!
 //! Loading validates the whole file. Every error names the file, the line and column, and the field.
 
+pub mod email;
 pub mod live;
 pub mod optimizer;
 pub mod router;
@@ -27,6 +28,9 @@ pub struct FluxoConfig {
     /// Inbound lead sources (`[[sources]]`), read by the webhook-receiver.
     #[serde(default)]
     pub sources: Vec<sources::SourceConfig>,
+    /// email-trigger: email platforms, sequence mappings, recommendations.
+    #[serde(default)]
+    pub email_trigger: email::EmailTriggerConfig,
 }
 
 /// A loaded config and where it came from.
@@ -153,6 +157,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedConfig, ConfigError> {
     config.lead_router.validate(&located)?;
     config.optimizer.validate(&located)?;
     sources::validate(&config.sources, &located)?;
+    config.email_trigger.validate(&located)?;
     Ok(LoadedConfig {
         config,
         version: version_of(text),
