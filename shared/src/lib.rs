@@ -4,6 +4,7 @@
 //! [`adapters`] (AWS) and [`connector`] (vendor HTTP) know SDK or HTTP types. Adapters are behind cargo
 //! features so that each function links only what it calls.
 
+pub mod audience;
 pub mod config;
 pub mod crm;
 pub mod domain;

@@ -2,6 +2,7 @@
 //!
 //! Loading validates the whole file. Every error names the file, the line and column, and the field.
 
+pub mod audience;
 pub mod live;
 pub mod optimizer;
 pub mod router;
@@ -23,6 +24,9 @@ pub struct FluxoConfig {
     /// Hourly optimizer: platforms, campaigns, notifications.
     #[serde(default)]
     pub optimizer: optimizer::OptimizerConfig,
+    /// Audience sync: named audiences and their Meta / Google destinations.
+    #[serde(default)]
+    pub audience_sync: audience::AudienceSyncConfig,
 }
 
 /// A loaded config and where it came from.
@@ -122,6 +126,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedConfig, ConfigError> {
     let located = Located { file, text };
     config.lead_router.validate(&located)?;
     config.optimizer.validate(&located)?;
+    config.audience_sync.validate(&located)?;
     Ok(LoadedConfig {
         config,
         version: version_of(text),
