@@ -135,3 +135,14 @@ pub trait MembershipLedger: Send + Sync {
         audience: &PlatformAudience,
     ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + Send;
 }
+
+/// The current profiles of people (their names, country and latest consent), read in batches.
+pub trait ProfileSnapshots: Send + Sync {
+    /// Profiles by key; a key without a profile (erased, or never routed) is absent.
+    fn profiles(
+        &self,
+        keys: &[String],
+    ) -> impl Future<
+        Output = Result<std::collections::HashMap<String, crate::routing::Profile>, StoreError>,
+    > + Send;
+}

@@ -16,6 +16,8 @@ use crate::idempotency::effect_key;
 pub const EMAIL_ENROLL: &str = "email.enroll";
 /// Kind of an audience-queue message: add a person to an ad audience.
 pub const AUDIENCE_ADD: &str = "audience.add";
+/// Kind of an audience-queue message: remove a person from every audience Fluxo added them to.
+pub const AUDIENCE_REMOVE: &str = "audience.remove";
 
 /// The person's consent as the router saw it, for the consumers' consent gate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +109,9 @@ pub struct AudienceAction {
     pub segment: Option<String>,
     pub consent: ConsentSnapshot,
     pub created_at: DateTime<Utc>,
+    /// Why a person is removed ([`AUDIENCE_REMOVE`]): `"withdrawal"` or `"erasure"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl AudienceAction {
@@ -213,6 +218,7 @@ pub fn plan(profile: &Profile, lead_id: &LeadId, now: DateTime<Utc>) -> FanOut {
             segment: decision.segment.clone(),
             consent: consent.clone(),
             created_at: now,
+            reason: None,
         })
         .collect();
     FanOut { email, audience }
