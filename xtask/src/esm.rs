@@ -1,6 +1,7 @@
 //! The local event-source mapping: polls each SQS queue the template wires to a function and invokes it, as Lambda would.
 //!
-//! Honours `BatchSize` (at most 10 per receive), `MaximumBatchingWindowInSeconds`, the queue's visibility
+//! Honours `BatchSize` (up to Lambda's 10,000, gathered from receives of at most 10 within the
+//! `MaximumBatchingWindowInSeconds`, as Lambda does), the queue's visibility
 //! timeout (failed messages are left alone and reappear), `ReportBatchItemFailures`, and the redrive policy.
 //! Also sends EventBridge scheduled events to functions with `Schedule` events.
 
@@ -17,6 +18,8 @@ use crate::template::{EventSource, LOCAL_ACCOUNT, LOCAL_REGION, Template, rate_i
 
 /// Largest batch one ReceiveMessage returns.
 const MAX_RECEIVE: u32 = 10;
+/// Largest batch Lambda's SQS event source delivers (with a batching window).
+const MAX_BATCH: u32 = 10_000;
 
 /// One SQS queue -> function wiring.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ pub fn sqs_mappings(template: &Template, stack: &StackInfo) -> Result<Vec<SqsMap
                 function: f.binary.clone(),
                 queue_id: s.queue.clone(),
                 queue,
-                batch_size: s.batch_size.clamp(1, MAX_RECEIVE),
+                batch_size: s.batch_size.clamp(1, MAX_BATCH),
                 window: Duration::from_secs(u64::from(s.max_batching_window_secs)),
                 report_batch_item_failures: s.report_batch_item_failures,
                 redrive,

@@ -182,6 +182,7 @@ impl Template {
             let mut properties = r.get("Properties").cloned().unwrap_or(Value::Null);
             if kind == "AWS::Serverless::Function" {
                 properties = merge_globals(&globals, properties);
+                resolve_event_parameters(&mut properties, &parameters);
             }
             let metadata = r.get("Metadata").cloned().unwrap_or(Value::Null);
             resources.insert(
@@ -278,6 +279,30 @@ impl Template {
             values.insert(k.clone(), v.clone());
         }
         values
+    }
+}
+
+/// Replaces `Ref: <parameter>` in the numbers of a function's event sources (`BatchSize`,
+/// `MaximumBatchingWindowInSeconds`) with the parameter's default, as the local stack deploys them.
+fn resolve_event_parameters(properties: &mut Value, parameters: &BTreeMap<String, Parameter>) {
+    let Some(events) = properties.get_mut("Events").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for event in events.values_mut() {
+        let Some(props) = event.get_mut("Properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for key in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+            let default = props
+                .get(key)
+                .and_then(|v| v.get("Ref"))
+                .and_then(Value::as_str)
+                .and_then(|name| parameters.get(name))
+                .and_then(|p| p.default.clone());
+            if let Some(d) = default {
+                props.insert(key.to_string(), Value::String(d));
+            }
+        }
     }
 }
 
