@@ -551,9 +551,26 @@ where
                                 .map(|i| (*i, "no identifier the platform can match".to_string())),
                         )
                         .collect();
+                    let unfinished: HashSet<usize> = upload.unfinished.iter().copied().collect();
                     for (k, (n, c)) in members.iter().enumerate() {
                         let intent = &intents[*n];
                         let claim = &claims[*c].next;
+                        if unfinished.contains(&k) {
+                            let (pk, ak) = intent.key();
+                            releases.push((
+                                pk.clone(),
+                                ak.clone(),
+                                current.get(&(pk, ak)).cloned(),
+                            ));
+                            let why = upload
+                                .unfinished_reason
+                                .clone()
+                                .unwrap_or_else(|| "not sent".to_string());
+                            for o in &intent.owners {
+                                fail(&mut failed, *o, why.clone());
+                            }
+                            continue;
+                        }
                         let (state, reason) = match refused.get(&k) {
                             Some(r) => {
                                 report.refused += 1;

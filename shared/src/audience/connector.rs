@@ -221,9 +221,13 @@ impl AudienceConnector for Audiences {
         match &destination.audience {
             PlatformAudience::Meta { audience_id } => {
                 let mut rows = Vec::with_capacity(people.len());
+                let mut owners = Vec::with_capacity(people.len());
                 for (i, p) in people.iter().enumerate() {
                     match meta::request::row(p) {
-                        Some(r) => rows.push(r),
+                        Some(r) => {
+                            rows.push(r);
+                            owners.push(i);
+                        }
                         None => upload.unmatchable.push(i),
                     }
                 }
@@ -241,7 +245,24 @@ impl AudienceConnector for Audiences {
                     .meta
                     .as_ref()
                     .ok_or_else(|| Self::not_configured("Meta"))?;
-                let sent = client.send(audience_id, op, &rows, deadline).await?;
+                let sent = match client.send(audience_id, op, &rows, deadline).await {
+                    Ok(sent) => sent,
+                    // Nothing was done: the whole upload failed.
+                    Err((sent, e)) if sent.rows_done == 0 => return Err(e),
+                    Err((sent, e)) if !e.is_retryable() => {
+                        let reason = e.reason().to_string();
+                        upload.failed = owners[sent.rows_done..]
+                            .iter()
+                            .map(|i| (*i, reason.clone()))
+                            .collect();
+                        sent
+                    }
+                    Err((sent, e)) => {
+                        upload.unfinished = owners[sent.rows_done..].to_vec();
+                        upload.unfinished_reason = Some(e.to_string());
+                        sent
+                    }
+                };
                 upload.calls = sent.calls;
                 upload.received = sent.num_received;
                 upload.invalid = sent.num_invalid_entries;

@@ -75,7 +75,7 @@ impl ConsentStatus {
 }
 
 /// One person to add or remove: raw identifiers, normalized and hashed per platform when a request is
-/// built. `Debug` prints only the profile key.
+/// built. `Debug` prints only the consent: no identifier, raw or hashed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Person {
     /// The profile's key (SHA-256 of the email): the ledger key, never sent.
@@ -92,7 +92,6 @@ pub struct Person {
 impl fmt::Debug for Person {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Person")
-            .field("profile_key", &self.profile_key)
             .field("consent", &self.consent)
             .finish_non_exhaustive()
     }
@@ -149,6 +148,10 @@ pub struct Upload {
     pub failed: Vec<(usize, String)>,
     /// People with no identifier the platform can match (left out of the request), by index.
     pub unmatchable: Vec<usize>,
+    /// People not done because a later request of the upload failed, with that (retryable) failure;
+    /// the people before them are done.
+    pub unfinished: Vec<usize>,
+    pub unfinished_reason: Option<String>,
     /// The requests as sent (credentials redacted) in dry-run; empty otherwise.
     pub requests: Vec<RecordedRequest>,
     /// HTTP calls made (0 in dry-run).

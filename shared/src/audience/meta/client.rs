@@ -15,6 +15,8 @@ const VENDOR: &str = "meta_audiences";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sent {
     pub calls: u32,
+    /// Rows of the requests Meta accepted (the first ones: requests go in order).
+    pub rows_done: usize,
     pub num_received: u64,
     pub num_invalid_entries: u64,
 }
@@ -82,14 +84,15 @@ impl MetaAudienceClient {
         }
     }
 
-    /// Sends the rows in requests of at most `rows_per_request`, one session across them.
+    /// Sends the rows in requests of at most `rows_per_request`, one session across them. When a
+    /// request fails, the error comes with what the earlier requests did (their rows are done).
     pub async fn send(
         &self,
         audience_id: &str,
         op: Op,
         rows: &[Row],
         deadline: Deadline,
-    ) -> Result<Sent, ConnectorError> {
+    ) -> Result<Sent, (Sent, ConnectorError)> {
         let url = request::users_url(&self.config.endpoint, &self.config.api_version, audience_id);
         let session_id = fastrand::u64(1..u64::MAX / 2);
         let chunks: Vec<&[Row]> = rows.chunks(self.config.rows_per_request.max(1)).collect();
@@ -120,7 +123,11 @@ impl MetaAudienceClient {
             )
             .await;
             sent.calls += 1;
-            let receipt = receipt?;
+            let receipt = match receipt {
+                Ok(r) => r,
+                Err(e) => return Err((sent, e)),
+            };
+            sent.rows_done += chunk.len();
             sent.num_received += receipt.num_received;
             sent.num_invalid_entries += receipt.num_invalid_entries;
         }
