@@ -527,11 +527,10 @@ impl Harness {
     }
 
     /// Polls like Lambda's event source until the queue is empty: batches of at most `batch`, the
-    /// successes deleted, the failures made visible again. Returns the number of invocations.
-    async fn drain(&self, batch: usize) -> usize {
+    /// successes deleted, the failures made visible again.
+    async fn drain(&self, batch: usize) {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let url = self.queue("AudienceQueue");
-        let mut invocations = 0;
         for _ in 0..60 {
             let mut received = Vec::new();
             while received.len() < batch {
@@ -550,9 +549,8 @@ impl Harness {
                 received.extend(out.messages().to_vec());
             }
             if received.is_empty() {
-                return invocations;
+                return;
             }
-            invocations += 1;
             let messages = received
                 .iter()
                 .map(|m| Message {
