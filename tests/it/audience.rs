@@ -23,7 +23,9 @@ use fluxo::domain::{Consent, Email, Lead, LeadId};
 use fluxo::envelope::LeadEnvelope;
 use fluxo::error::Retryable;
 use fluxo::ports::SystemClock;
-use fluxo::routing::fanout::{AUDIENCE_ADD, AUDIENCE_REMOVE, AudienceAction, ConsentSnapshot};
+use fluxo::routing::fanout::{
+    AUDIENCE_ADD, AUDIENCE_REMOVE, ActionHeader, AudienceAction, ConsentSnapshot,
+};
 use fluxo::routing::{Profile, ProfileStore};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, path_regex};
@@ -613,21 +615,23 @@ impl Harness {
 
 fn action(kind: &str, email: &str, consent: &str, at: DateTime<Utc>) -> AudienceAction {
     AudienceAction {
-        version: AudienceAction::VERSION,
-        kind: kind.into(),
-        effect_key: format!("{kind}-{email}"),
-        lead_id: LeadId::new(at, 1),
-        profile_key: sha256_hex(email),
-        email: Email::parse(email).unwrap(),
+        header: ActionHeader {
+            version: AudienceAction::VERSION,
+            kind: kind.into(),
+            effect_key: format!("{kind}-{email}"),
+            lead_id: LeadId::new(at, 1),
+            profile_key: sha256_hex(email),
+            email: Email::parse(email).unwrap(),
+            segment: None,
+            consent: ConsentSnapshot {
+                status: consent.into(),
+                at: None,
+                text: None,
+            },
+            created_at: at,
+        },
         phone: None,
         audience: "leads_qualificados".into(),
-        segment: None,
-        consent: ConsentSnapshot {
-            status: consent.into(),
-            at: None,
-            text: None,
-        },
-        created_at: at,
         reason: (kind == AUDIENCE_REMOVE).then(|| "withdrawal".to_string()),
     }
 }

@@ -58,6 +58,14 @@ pub fn steps() -> Vec<Step> {
     ]
 }
 
+/// Arguments of `cargo xtask demo`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DemoArgs {
+    /// The Fluxo config pushed to the local config bucket (default config/examples/demo.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 /// Runs the demo. Succeeds only if every step's checks pass.
 pub async fn run(config: Option<PathBuf>) -> Result<()> {
     println!(
@@ -138,11 +146,8 @@ async fn post_sample_leads(ctx: &mut DemoContext<'_>) -> Result<()> {
         ("interesse", "Software B"),
         ("utm_source", "google"),
         ("utm_campaign", "inverno"),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-    .collect::<Vec<_>>()
-    .join("&");
+    ];
+    let form = form_body(&form);
     let samples = [
         Sample {
             label: "the article's payload (JSON)",
@@ -334,18 +339,11 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+/// An `application/x-www-form-urlencoded` body.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 #[cfg(test)]
@@ -361,7 +359,10 @@ mod tests {
 
     #[test]
     fn urlencodes_form_values() {
-        assert_eq!(urlencode("Pão Quente+1"), "P%C3%A3o+Quente%2B1");
+        assert_eq!(
+            form_body(&[("empresa", "Pão Quente+1"), ("e-mail", "a@b.c")]),
+            "empresa=P%C3%A3o+Quente%2B1&e-mail=a%40b.c"
+        );
     }
 
     #[test]

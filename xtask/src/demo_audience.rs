@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::types::AttributeValue;
 use fluxo::audience::normalize::{google_email, meta_email, sha256_hex};
-use fluxo::idempotency::effect_key;
 use fluxo::routing::Profile;
-use fluxo::routing::fanout::{AUDIENCE_ADD, AudienceAction, ConsentSnapshot};
+use fluxo::routing::fanout::{AUDIENCE_ADD, ActionHeader, AudienceAction};
 use serde_json::Value;
 
 use crate::demo::{DemoContext, Step, mask_email};
@@ -194,17 +193,16 @@ pub async fn show_audiences(ctx: &mut DemoContext<'_>) -> Result<()> {
     // What the router sends when consent is granted later (sent here too: audience-sync's ledger makes
     // a second copy harmless).
     let action = AudienceAction {
-        version: AudienceAction::VERSION,
-        kind: AUDIENCE_ADD.to_string(),
-        effect_key: effect_key(&key, &AudienceAction::destination(AUDIENCE), "add"),
-        lead_id: profile.last_touch.lead_id.clone(),
-        profile_key: key.clone(),
-        email: profile.email.clone(),
+        header: ActionHeader::new(
+            AudienceAction::VERSION,
+            AUDIENCE_ADD,
+            &profile,
+            &profile.last_touch.lead_id,
+            (&AudienceAction::destination(AUDIENCE), "add"),
+            chrono::Utc::now(),
+        ),
         phone: profile.field("phone").map(str::to_string),
         audience: AUDIENCE.to_string(),
-        segment: profile.decision.as_ref().and_then(|d| d.segment.clone()),
-        consent: ConsentSnapshot::of(&profile),
-        created_at: chrono::Utc::now(),
         reason: None,
     };
     ctx.sqs

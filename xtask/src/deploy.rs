@@ -21,10 +21,8 @@ pub const FINGERPRINT_KEY_PARAMETER: &str = "/fluxo/fingerprint-key";
 /// The stack name when neither `--stack` nor samconfig.toml names one.
 pub const DEFAULT_STACK: &str = "fluxo";
 
-pub const DEPLOY_USAGE: &str = "\
-usage: cargo xtask deploy [--stack NAME] [--guided] [--config FILE] [--region REGION] [--profile PROFILE]
-                          [--parameter-overrides 'Key=Value ...']
-
+/// The long help of `cargo xtask deploy`.
+pub const DEPLOY_ABOUT: &str = "\
 Deploys Fluxo to your AWS account, then uploads its config:
   1. validates the config (default config/fluxo.toml) before anything is built;
   2. sam build --beta-features (in infra/): cargo-lambda builds each function's arm64 release bootstrap;
@@ -38,46 +36,80 @@ Deploys Fluxo to your AWS account, then uploads its config:
   6. prints the API URL and what to do next.
 
 Needs AWS credentials (environment variables or a profile with keys in ~/.aws). The SAM CLI, cargo-lambda
-and zig are installed into .venv-sam and .venv on first use.
-";
+and zig are installed into .venv-sam and .venv on first use.";
 
-pub const CONFIG_USAGE: &str = "\
-usage: cargo xtask config push FILE [--stack NAME | --local [--endpoint URL]] [--region R] [--profile P]
-       cargo xtask config pull [--out FILE] [--stack NAME | --local [--endpoint URL]] [--region R] [--profile P]
-
+/// The long help of `cargo xtask config`.
+pub const CONFIG_ABOUT: &str = "\
 push  validates FILE (errors as file:line:col: field: message), uploads it to the stack's config bucket and
       prints the new version; running functions pick it up within a minute. An invalid file is not uploaded.
-pull  prints the deployed config (or writes it to --out FILE).
-
---stack NAME    the deployed stack (default: samconfig.toml's stack_name, else fluxo)
---local         the local stack of `cargo xtask dev` (moto at --endpoint, default http://127.0.0.1:4566)
-";
+pull  prints the deployed config (or writes it to --out FILE).";
 
 /// Where a config command acts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Target {
+    /// The deployed stack (default: samconfig.toml's stack_name, else fluxo)
+    #[arg(
+        long,
+        visible_alias = "stack-name",
+        value_name = "NAME",
+        conflicts_with = "local"
+    )]
     pub stack: Option<String>,
+    /// The local stack of `cargo xtask dev` (moto at --endpoint, default http://127.0.0.1:4566)
+    #[arg(long)]
     pub local: bool,
+    /// moto's URL, with --local
+    #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// AWS region of the deployed stack
+    #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// AWS profile (keys in ~/.aws)
+    #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
 }
 
 /// `cargo xtask config ...`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum ConfigCommand {
-    Push(PathBuf),
-    Pull(Option<PathBuf>),
+    /// Validate FILE and upload it as the deployed config (a new version)
+    Push {
+        /// The config file, e.g. config/fluxo.toml
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the deployed config (or write it to --out FILE)
+    Pull {
+        /// Write the config to FILE instead of printing it
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Options of `cargo xtask deploy`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct DeployOptions {
+    /// The stack's name (default: samconfig.toml's stack_name, else fluxo)
+    #[arg(long, visible_alias = "stack-name", value_name = "NAME")]
     pub stack: Option<String>,
+    /// Let SAM ask for the stack name, region and parameters, and save them in infra/samconfig.toml
+    #[arg(long, short = 'g')]
     pub guided: bool,
+    /// The config to validate and push (default config/fluxo.toml)
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// AWS region
+    #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+    /// AWS profile (keys in ~/.aws)
+    #[arg(long, value_name = "PROFILE")]
     pub profile: Option<String>,
+    /// Template parameters for sam deploy, e.g. 'Stage=prod AllowedOrigins=https://example.com'
+    #[arg(long, value_name = "'Key=Value ...'", allow_hyphen_values = true)]
     pub parameter_overrides: Option<String>,
 }
 
@@ -264,14 +296,18 @@ async fn resolve(target: &Target) -> Result<(SdkConfig, ConfigObject, String)> {
 }
 
 /// `cargo xtask config push|pull`.
-pub async fn config(command: ConfigCommand, target: Target) -> Result<()> {
-    if let ConfigCommand::Push(file) = &command {
-        // Refuse a bad file before looking anything up.
-        fluxo::config::load_file(file).map_err(|e| anyhow!("{e}"))?;
-    }
-    let (sdk, object, what) = resolve(&target).await?;
+pub async fn config(command: ConfigCommand) -> Result<()> {
+    let target = match &command {
+        ConfigCommand::Push { file, target } => {
+            // Refuse a bad file before looking anything up.
+            fluxo::config::load_file(file).map_err(|e| anyhow!("{e}"))?;
+            target
+        }
+        ConfigCommand::Pull { target, .. } => target,
+    };
+    let (sdk, object, what) = resolve(target).await?;
     match command {
-        ConfigCommand::Push(file) => {
+        ConfigCommand::Push { file, .. } => {
             let (version, stored) = push(&sdk, &object, &file).await?;
             println!(
                 "✓ {} pushed to s3://{}/{} ({what})",
@@ -285,7 +321,7 @@ pub async fn config(command: ConfigCommand, target: Target) -> Result<()> {
             }
             println!("  Running functions pick it up within a minute.");
         }
-        ConfigCommand::Pull(out) => match pull(&sdk, &object).await? {
+        ConfigCommand::Pull { out, .. } => match pull(&sdk, &object).await? {
             Some(text) => match out {
                 Some(path) => {
                     std::fs::write(&path, &text)

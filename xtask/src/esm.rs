@@ -1,7 +1,7 @@
 //! The local event-source mapping: polls each SQS queue the template wires to a function and invokes it, as Lambda would.
 //!
-//! Honours `BatchSize` (up to Lambda's 10,000, gathered from receives of at most 10 within the
-//! `MaximumBatchingWindowInSeconds`, as Lambda does), the queue's visibility
+//! Honours `BatchSize` (up to Lambda's 10,000, gathered 10 per receive), `MaximumBatchingWindowInSeconds`
+//! (up to 300 s), the queue's visibility
 //! timeout (failed messages are left alone and reappear), `ReportBatchItemFailures`, and the redrive policy.
 //! Also sends EventBridge scheduled events to functions with `Schedule` events.
 
@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use tokio::task::JoinSet;
 
@@ -18,8 +19,6 @@ use crate::template::{EventSource, LOCAL_ACCOUNT, LOCAL_REGION, Template, rate_i
 
 /// Largest batch one ReceiveMessage returns.
 const MAX_RECEIVE: u32 = 10;
-/// Largest batch Lambda's SQS event source delivers (with a batching window).
-const MAX_BATCH: u32 = 10_000;
 
 /// One SQS queue -> function wiring.
 #[derive(Debug, Clone)]
@@ -81,7 +80,7 @@ pub fn sqs_mappings(template: &Template, stack: &StackInfo) -> Result<Vec<SqsMap
                 function: f.binary.clone(),
                 queue_id: s.queue.clone(),
                 queue,
-                batch_size: s.batch_size.clamp(1, MAX_BATCH),
+                batch_size: s.batch_size.max(1),
                 window: Duration::from_secs(u64::from(s.max_batching_window_secs)),
                 report_batch_item_failures: s.report_batch_item_failures,
                 redrive,
@@ -143,7 +142,7 @@ pub async fn invoke(
     http: &reqwest::Client,
     invoke_base: &str,
     function: &str,
-    payload: &serde_json::Value,
+    payload: &impl serde::Serialize,
     timeout: Duration,
 ) -> Result<Invocation> {
     let response = http
@@ -171,7 +170,7 @@ pub async fn invoke(
 }
 
 /// A scheduled event for a rule, stamped now.
-pub fn scheduled_event_now(rule_name: &str) -> serde_json::Value {
+pub fn scheduled_event_now(rule_name: &str) -> EventBridgeEvent {
     let rule_arn = format!("arn:aws:events:{LOCAL_REGION}:{LOCAL_ACCOUNT}:rule/{rule_name}");
     events::scheduled_event(
         &ulid::Ulid::new().to_string(),
@@ -482,4 +481,48 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<(u64, u
         get(QueueAttributeName::ApproximateNumberOfMessages),
         get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lambdas_largest_batches_without_cutting_them_to_one_receive() {
+        let template = Template::parse(
+            r#"
+Resources:
+  Bulk:
+    Type: AWS::SQS::Queue
+  Worker:
+    Type: AWS::Serverless::Function
+    Metadata: { BuildProperties: { Binary: worker } }
+    Properties:
+      Timeout: 60
+      Events:
+        Bulk:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Bulk.Arn
+            BatchSize: 10000
+            MaximumBatchingWindowInSeconds: 300
+"#,
+        )
+        .unwrap();
+        let mut stack = StackInfo::default();
+        stack.queues.insert(
+            "Bulk".into(),
+            QueueInfo {
+                url: "http://127.0.0.1:1/123456789012/Bulk".into(),
+                arn: "arn:aws:sqs:us-east-1:123456789012:Bulk".into(),
+                name: "Bulk".into(),
+            },
+        );
+        let mappings = sqs_mappings(&template, &stack).unwrap();
+        assert_eq!(mappings.len(), 1);
+        assert_eq!(mappings[0].function, "worker");
+        assert_eq!(mappings[0].batch_size, 10_000);
+        assert_eq!(mappings[0].window, Duration::from_secs(300));
+        assert_eq!(mappings[0].invoke_timeout, Duration::from_secs(70));
+    }
 }

@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 
 /// A received SQS message, independent of the SDK's types.
@@ -37,63 +39,67 @@ impl ReceivedMessage {
 }
 
 /// The SQS event Lambda sends to a function for a batch.
-pub fn sqs_event(messages: &[ReceivedMessage], queue_arn: &str, region: &str) -> Value {
-    let records: Vec<Value> = messages
+pub fn sqs_event(messages: &[ReceivedMessage], queue_arn: &str, region: &str) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
         .iter()
         .map(|m| {
-            let attributes: serde_json::Map<String, Value> =
-                m.attributes.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
-            let message_attributes: serde_json::Map<String, Value> = m
+            let mut record = SqsMessage::default();
+            record.message_id = Some(m.message_id.clone());
+            record.receipt_handle = Some(m.receipt_handle.clone());
+            record.body = Some(m.body.clone());
+            record.md5_of_body = Some(m.md5_of_body.clone());
+            record.attributes = m
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            record.message_attributes = m
                 .message_attributes
                 .iter()
                 .map(|(k, a)| {
-                    (
-                        k.clone(),
-                        json!({
-                            "stringValue": a.string_value,
-                            "binaryValue": a.binary_value.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
-                            "stringListValues": [],
-                            "binaryListValues": [],
-                            "dataType": a.data_type,
-                        }),
-                    )
+                    let mut attribute = SqsMessageAttribute::default();
+                    attribute.string_value = a.string_value.clone();
+                    attribute.binary_value = a.binary_value.as_deref().map(base64_data);
+                    attribute.data_type = Some(a.data_type.clone());
+                    (k.clone(), attribute)
                 })
                 .collect();
-            json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "attributes": attributes,
-                "messageAttributes": message_attributes,
-                "md5OfBody": m.md5_of_body,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": region,
-            })
+            record.event_source = Some("aws:sqs".to_string());
+            record.event_source_arn = Some(queue_arn.to_string());
+            record.aws_region = Some(region.to_string());
+            record
         })
         .collect();
-    json!({ "Records": records })
+    event
 }
 
-/// The event EventBridge sends for a scheduled rule.
+/// The event EventBridge sends for a scheduled rule (`time` in whole seconds, as EventBridge sends it).
 pub fn scheduled_event(
     id: &str,
     rule_arn: &str,
     account: &str,
     region: &str,
     time: DateTime<Utc>,
-) -> Value {
-    json!({
-        "version": "0",
-        "id": id,
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": account,
-        "time": time.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "region": region,
-        "resources": [rule_arn],
-        "detail": {},
-    })
+) -> EventBridgeEvent {
+    let mut event = EventBridgeEvent::default();
+    event.detail_type = "Scheduled Event".to_string();
+    event.source = "aws.events".to_string();
+    event.detail = json!({});
+    event.version = Some("0".to_string());
+    event.id = Some(id.to_string());
+    event.account = Some(account.to_string());
+    event.time = Some(time.trunc_subsecs(0));
+    event.region = Some(region.to_string());
+    event.resources = Some(vec![rule_arn.to_string()]);
+    event
+}
+
+/// Bytes as the events' base64 field type.
+fn base64_data(bytes: &[u8]) -> Base64Data {
+    let mut data = Base64Data::default();
+    data.extend_from_slice(bytes);
+    data
 }
 
 /// What Lambda makes of a function's answer to an SQS batch.
@@ -192,11 +198,21 @@ mod tests {
 
     #[test]
     fn builds_an_sqs_event_shaped_like_lambdas() {
-        let event = sqs_event(
-            &[message("m1", 2)],
+        let mut m = message("m1", 2);
+        m.message_attributes.insert(
+            "raw".into(),
+            MessageAttribute {
+                data_type: "Binary".into(),
+                string_value: None,
+                binary_value: Some(b"\x00\xff".to_vec()),
+            },
+        );
+        let event = serde_json::to_value(sqs_event(
+            &[m],
             "arn:aws:sqs:us-east-1:123456789012:LeadsQueue",
             "us-east-1",
-        );
+        ))
+        .unwrap();
         let record = &event["Records"][0];
         assert_eq!(record["messageId"], "m1");
         assert_eq!(record["receiptHandle"], "rh-m1");
@@ -214,27 +230,41 @@ mod tests {
             "lead.accepted"
         );
         assert_eq!(record["messageAttributes"]["kind"]["dataType"], "String");
+        assert_eq!(record["messageAttributes"]["raw"]["binaryValue"], "AP8=");
+        assert_eq!(record["messageAttributes"]["raw"]["dataType"], "Binary");
+        // What the functions decode is what was built.
+        let decoded: SqsEvent = serde_json::from_value(event).unwrap();
+        assert_eq!(
+            decoded.records[0].body.as_deref(),
+            Some(r#"{"lead_id":"01J"}"#)
+        );
     }
 
     #[test]
     fn builds_one_record_per_message_and_reads_the_receive_count() {
-        let event = sqs_event(&[message("m1", 1), message("m2", 1)], "arn", "us-east-1");
+        let event = serde_json::to_value(sqs_event(
+            &[message("m1", 1), message("m2", 1)],
+            "arn",
+            "us-east-1",
+        ))
+        .unwrap();
         assert_eq!(event["Records"].as_array().unwrap().len(), 2);
         assert_eq!(message("m1", 3).receive_count(), 3);
     }
 
     #[test]
     fn builds_a_scheduled_event() {
-        let time = DateTime::parse_from_rfc3339("2025-01-02T03:00:00Z")
+        let time = DateTime::parse_from_rfc3339("2025-01-02T03:00:00.123456Z")
             .unwrap()
             .with_timezone(&Utc);
-        let event = scheduled_event(
+        let event = serde_json::to_value(scheduled_event(
             "id-1",
             "arn:aws:events:us-east-1:123456789012:rule/x",
             "123456789012",
             "us-east-1",
             time,
-        );
+        ))
+        .unwrap();
         assert_eq!(event["detail-type"], "Scheduled Event");
         assert_eq!(event["source"], "aws.events");
         assert_eq!(event["time"], "2025-01-02T03:00:00Z");
@@ -243,6 +273,10 @@ mod tests {
             "arn:aws:events:us-east-1:123456789012:rule/x"
         );
         assert_eq!(event["detail"], json!({}));
+        assert_eq!(event["version"], "0");
+        assert_eq!(event["id"], "id-1");
+        assert_eq!(event["account"], "123456789012");
+        assert_eq!(event["region"], "us-east-1");
     }
 
     #[test]

@@ -11,6 +11,14 @@ use crate::{paths, proc};
 
 const NEXT_INVOCATION: &str = "GET /2018-06-01/runtime/invocation/next";
 
+/// Arguments of `cargo xtask init-time`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitTimeArgs {
+    /// How many cold starts to measure per binary (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub runs: usize,
+}
+
 /// Builds both release binaries natively and measures each `runs` times.
 pub async fn run(runs: usize) -> Result<()> {
     let root = paths::root();

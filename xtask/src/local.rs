@@ -130,7 +130,8 @@ pub fn function_environment(
     parameters: &BTreeMap<String, String>,
     moto_url: &str,
 ) -> Result<BTreeMap<String, String>> {
-    let resolver = info.resolver(template.parameter_values(parameters));
+    let mut resolver = info.resolver(template.parameter_values(parameters));
+    template.add_local_names(&mut resolver)?;
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for f in template.functions()? {

@@ -1,232 +1,70 @@
-//! `cargo xtask`: Fluxo's task runner (demo, dev, test, package, bench, check-config, init-time, invoke).
+//! `cargo xtask`: Fluxo's task runner. This file parses the command line (clap) and dispatches; each
+//! command's options and logic live in its module.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
-use xtask::deploy::{ConfigCommand, DeployOptions, Target};
-use xtask::dev::DevOptions;
-use xtask::tools::InvokeOptions;
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+use xtask::{demo, deploy, dev, init_time, optimizer, testing, tools};
 
-const USAGE: &str = "\
-usage: cargo xtask <command>
+/// Fluxo's task runner: the local stack, checks, packaging and deployment.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-  deploy [--stack NAME] [--guided] [--config FILE] [--region R] [--profile P] [--parameter-overrides S]
-                                  sam build + sam deploy to AWS, push the config, print the API URL
-  config push FILE [--stack NAME | --local]
-                                  validate FILE and upload it as the deployed config (new version)
-  config pull [--out FILE] [--stack NAME | --local]
-                                  fetch the deployed config
-  demo [--config FILE]            start the local stack, post sample leads, show what happened, stop
-  dev [--config FILE] [--moto-port N] [--api-port N] [--schedule] [--param Name=Value]...
-                                  run the local stack in the foreground until Ctrl-C
-  test [--config FILE]            fmt, clippy, template checks, unit and integration tests
-  package                         release arm64 bootstraps with cargo-lambda, and their sizes
-  bench [ARGS...]                 cargo bench --workspace ARGS
-  check-config FILE               validate a Fluxo config file
-  init-time [--runs N]            cold-start time to the first runtime API request vs. hello-world
-  invoke FUNCTION [--scheduled] [--payload JSON] [--invoke-url URL]
-                                  invoke a function of a running `cargo xtask dev`
-  optimizer revert CAMPAIGN [--entity ID] [--force] | optimizer run [--time RFC3339]   [--invoke-url URL]
-                                  revert a campaign's last bid change, or run the optimizer now, on `cargo xtask dev`
-";
-
+#[derive(Debug, Subcommand)]
 enum Command {
-    Deploy(DeployOptions),
-    Config(ConfigCommand, Target),
-    Text(&'static str),
-    Demo(Option<PathBuf>),
-    Dev(DevOptions),
-    Test(Option<PathBuf>),
+    /// sam build + sam deploy to AWS, push the config, print the API URL
+    #[command(long_about = deploy::DEPLOY_ABOUT)]
+    Deploy(deploy::DeployOptions),
+    /// Push or pull the deployed config (a file in the stack's config bucket)
+    #[command(subcommand, long_about = deploy::CONFIG_ABOUT)]
+    Config(deploy::ConfigCommand),
+    /// Start the local stack, post sample leads, show what happened, stop
+    Demo(demo::DemoArgs),
+    /// Run the local stack in the foreground until Ctrl-C
+    Dev(dev::DevOptions),
+    /// fmt, clippy, template checks, unit and integration tests
+    Test(testing::TestArgs),
+    /// Release arm64 bootstraps with cargo-lambda, and their sizes
     Package,
-    Bench(Vec<String>),
-    CheckConfig(PathBuf),
-    InitTime(usize),
-    Invoke(InvokeOptions),
-    Optimizer(Vec<String>),
-    Help,
-}
-
-fn value(args: &mut std::slice::Iter<'_, String>, flag: &str) -> Result<String> {
-    args.next()
-        .cloned()
-        .ok_or_else(|| anyhow!("{flag} needs a value"))
-}
-
-fn port(args: &mut std::slice::Iter<'_, String>, flag: &str) -> Result<u16> {
-    let v = value(args, flag)?;
-    v.parse().with_context(|| format!("{flag} {v}: not a port"))
-}
-
-fn parse(args: &[String]) -> Result<Command> {
-    let Some((name, rest)) = args.split_first() else {
-        return Ok(Command::Help);
-    };
-    let mut it = rest.iter();
-    let mut config = None;
-    let wants_help = rest.iter().any(|a| a == "--help" || a == "-h");
-    match name.as_str() {
-        "deploy" if wants_help => Ok(Command::Text(xtask::deploy::DEPLOY_USAGE)),
-        "config" if wants_help => Ok(Command::Text(xtask::deploy::CONFIG_USAGE)),
-        "deploy" => {
-            let mut opts = DeployOptions::default();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--stack" | "--stack-name" => opts.stack = Some(value(&mut it, a)?),
-                    "--guided" | "-g" => opts.guided = true,
-                    "--config" => opts.config = Some(PathBuf::from(value(&mut it, a)?)),
-                    "--region" => opts.region = Some(value(&mut it, a)?),
-                    "--profile" => opts.profile = Some(value(&mut it, a)?),
-                    "--parameter-overrides" => opts.parameter_overrides = Some(value(&mut it, a)?),
-                    other => {
-                        bail!("unknown option {other} for deploy (see cargo xtask deploy --help)")
-                    }
-                }
-            }
-            Ok(Command::Deploy(opts))
-        }
-        "config" => {
-            let mut target = Target::default();
-            let mut file = None;
-            let mut out = None;
-            let action = it
-                .next()
-                .cloned()
-                .ok_or_else(|| anyhow!("usage: cargo xtask config push FILE | config pull"))?;
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--stack" | "--stack-name" => target.stack = Some(value(&mut it, a)?),
-                    "--local" => target.local = true,
-                    "--endpoint" => target.endpoint = Some(value(&mut it, a)?),
-                    "--region" => target.region = Some(value(&mut it, a)?),
-                    "--profile" => target.profile = Some(value(&mut it, a)?),
-                    "--out" if action == "pull" => out = Some(PathBuf::from(value(&mut it, a)?)),
-                    f if !f.starts_with('-') && action == "push" && file.is_none() => {
-                        file = Some(PathBuf::from(f))
-                    }
-                    other => bail!("unknown argument {other} for config {action}"),
-                }
-            }
-            if target.local && target.stack.is_some() {
-                bail!("--local and --stack exclude each other");
-            }
-            match action.as_str() {
-                "push" => {
-                    let file =
-                        file.ok_or_else(|| anyhow!("usage: cargo xtask config push FILE"))?;
-                    Ok(Command::Config(ConfigCommand::Push(file), target))
-                }
-                "pull" => Ok(Command::Config(ConfigCommand::Pull(out), target)),
-                other => bail!("unknown config command {other} (push or pull)"),
-            }
-        }
-        "demo" | "test" => {
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--config" => config = Some(PathBuf::from(value(&mut it, a)?)),
-                    other => bail!("unknown option {other} for {name}"),
-                }
-            }
-            Ok(if name == "demo" {
-                Command::Demo(config)
-            } else {
-                Command::Test(config)
-            })
-        }
-        "dev" => {
-            let mut opts = DevOptions::default();
-            let mut params = BTreeMap::new();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--config" => opts.config = Some(PathBuf::from(value(&mut it, a)?)),
-                    "--moto-port" => opts.moto_port = Some(port(&mut it, a)?),
-                    "--api-port" => opts.api_port = Some(port(&mut it, a)?),
-                    "--schedule" => opts.schedules = true,
-                    "--param" => {
-                        let v = value(&mut it, a)?;
-                        let (k, val) = v
-                            .split_once('=')
-                            .ok_or_else(|| anyhow!("--param takes Name=Value"))?;
-                        params.insert(k.to_string(), val.to_string());
-                    }
-                    other => bail!("unknown option {other} for dev"),
-                }
-            }
-            opts.parameters = params;
-            Ok(Command::Dev(opts))
-        }
-        "package" => Ok(Command::Package),
-        "bench" => Ok(Command::Bench(rest.to_vec())),
-        "check-config" => match rest {
-            [file] => Ok(Command::CheckConfig(PathBuf::from(file))),
-            _ => bail!("usage: cargo xtask check-config FILE"),
-        },
-        "init-time" => {
-            let mut runs = 20;
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--runs" => {
-                        runs = value(&mut it, a)?
-                            .parse()
-                            .context("--runs takes a number")?
-                    }
-                    other => bail!("unknown option {other} for init-time"),
-                }
-            }
-            Ok(Command::InitTime(runs.max(1)))
-        }
-        "invoke" => {
-            let mut opts = InvokeOptions::default();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--scheduled" => opts.scheduled = true,
-                    "--payload" => opts.payload = Some(value(&mut it, a)?),
-                    "--invoke-url" => opts.invoke_url = Some(value(&mut it, a)?),
-                    f if !f.starts_with('-') && opts.function.is_empty() => {
-                        opts.function = f.to_string()
-                    }
-                    other => bail!("unknown argument {other} for invoke"),
-                }
-            }
-            if opts.function.is_empty() {
-                bail!("usage: cargo xtask invoke FUNCTION [--scheduled] [--payload JSON]");
-            }
-            Ok(Command::Invoke(opts))
-        }
-        "optimizer" => Ok(Command::Optimizer(rest.to_vec())),
-        "help" | "--help" | "-h" => Ok(Command::Help),
-        other => bail!("unknown command {other}"),
-    }
+    /// cargo bench --workspace ARGS
+    Bench(tools::BenchArgs),
+    /// Validate a Fluxo config file
+    CheckConfig(tools::CheckConfigArgs),
+    /// Cold-start time to the first runtime API request vs. hello-world
+    InitTime(init_time::InitTimeArgs),
+    /// Invoke a function of a running `cargo xtask dev`
+    Invoke(tools::InvokeOptions),
+    /// Revert a campaign's last bid change, or run the optimizer now, on `cargo xtask dev`
+    Optimizer(optimizer::OptimizerArgs),
 }
 
 async fn execute(command: Command) -> Result<bool> {
     match command {
-        Command::Deploy(opts) => xtask::deploy::deploy(opts).await?,
-        Command::Config(command, target) => xtask::deploy::config(command, target).await?,
-        Command::Text(text) => print!("{text}"),
-        Command::Demo(config) => xtask::demo::run(config).await?,
-        Command::Dev(opts) => xtask::dev::run(opts).await?,
-        Command::Test(config) => xtask::testing::run(config).await?,
-        Command::Package => xtask::tools::package().await?,
-        Command::Bench(args) => xtask::tools::bench(&args).await?,
-        Command::CheckConfig(path) => return Ok(xtask::tools::check_config(&path)),
-        Command::InitTime(runs) => xtask::init_time::run(runs).await?,
-        Command::Invoke(opts) => xtask::tools::invoke(opts).await?,
-        Command::Optimizer(args) => xtask::optimizer::run(&args).await?,
-        Command::Help => print!("{USAGE}"),
+        Command::Deploy(opts) => deploy::deploy(opts).await?,
+        Command::Config(command) => deploy::config(command).await?,
+        Command::Demo(args) => demo::run(args.config).await?,
+        Command::Dev(opts) => dev::run(opts).await?,
+        Command::Test(args) => testing::run(args.config).await?,
+        Command::Package => tools::package().await?,
+        Command::Bench(args) => tools::bench(&args.args).await?,
+        Command::CheckConfig(args) => return Ok(tools::check_config(&args.file)),
+        Command::InitTime(args) => init_time::run(args.runs.max(1)).await?,
+        Command::Invoke(opts) => tools::invoke(opts).await?,
+        Command::Optimizer(args) => optimizer::run(args).await?,
     }
     Ok(true)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(command) = Cli::parse().command else {
+        // `cargo xtask` alone prints the list of commands.
+        let _ = Cli::command().print_help();
+        return ExitCode::SUCCESS;
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -261,6 +99,165 @@ fn main() -> ExitCode {
         None => {
             eprintln!("interrupted: stopped everything that was started");
             ExitCode::from(130)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        let cli = Cli::command();
+        let names: Vec<String> = cli
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert!(names.len() >= 11, "{names:?}");
+        for name in names {
+            for flag in ["--help", "-h"] {
+                let err = parse(&format!("{name} {flag}")).expect_err("help is an early exit");
+                assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{name} {flag}");
+                assert!(
+                    err.to_string().contains("Usage: cargo xtask"),
+                    "{name}: {err}"
+                );
+            }
+        }
+        for nested in [
+            "config push",
+            "config pull",
+            "optimizer revert",
+            "optimizer run",
+        ] {
+            let err = parse(&format!("{nested} --help")).expect_err("help");
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{nested}");
+        }
+    }
+
+    #[test]
+    fn deploy_help_explains_the_steps() {
+        let help = parse("deploy --help").expect_err("help").to_string();
+        assert!(help.contains("sam build --beta-features"), "{help}");
+        assert!(help.contains("--parameter-overrides"), "{help}");
+    }
+
+    #[test]
+    fn a_mistyped_command_is_an_error_that_suggests_the_right_one() {
+        let err = parse("dmeo").expect_err("typo");
+        assert_eq!(err.kind(), ErrorKind::InvalidSubcommand);
+        let text = err.to_string();
+        assert!(
+            text.contains("similar subcommand") && text.contains("'demo'"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_mistyped_option_is_an_error_that_suggests_the_right_one() {
+        let err = parse("dev --shedule").expect_err("typo");
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+        let text = err.to_string();
+        assert!(text.contains("--schedule"), "{text}");
+        let err = parse("demo --confg x.toml").expect_err("typo");
+        assert!(err.to_string().contains("--config"), "{err}");
+    }
+
+    #[test]
+    fn the_readme_command_lines_parse() {
+        // Concrete command lines from README.md and docs/, word for word.
+        for line in [
+            "demo",
+            "test",
+            "dev",
+            "dev --param DefaultCountry=BR",
+            "dev --config config/examples/demo.toml --moto-port 4566 --api-port 9000 --schedule",
+            "invoke hourly-optimizer --scheduled",
+            "invoke lead-router --payload {} --invoke-url http://127.0.0.1:9000",
+            "optimizer revert brand-search --entity 555 --force",
+            "optimizer run",
+            "optimizer run --time 2026-11-27T20:00:00Z --invoke-url http://x",
+            "check-config config/fluxo.toml",
+            "package",
+            "bench",
+            "bench -p hourly-optimizer --bench optimizer",
+            "init-time",
+            "init-time --runs 5",
+            "deploy",
+            "deploy --guided",
+            "deploy -g",
+            "deploy --stack fluxo-prod --parameter-overrides Stage=prod",
+            "deploy --stack-name x --config c.toml --region eu-west-1 --profile p",
+            "config push config/fluxo.toml",
+            "config push config/fluxo.toml --stack NAME",
+            "config push config/fluxo.toml --local --endpoint http://127.0.0.1:4566",
+            "config pull",
+            "config pull --out FILE --stack NAME",
+            "config pull --local",
+        ] {
+            assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
+        }
+    }
+
+    #[test]
+    fn options_reach_the_commands_as_before() {
+        let Ok(Cli {
+            command: Some(Command::Dev(dev)),
+        }) = parse("dev --param DefaultCountry=BR --param Stage=dev --api-port 9100 --schedule")
+        else {
+            panic!("dev did not parse");
+        };
+        assert_eq!(dev.api_port, Some(9100));
+        assert!(dev.schedules);
+        assert_eq!(
+            dev.parameters,
+            vec![
+                ("DefaultCountry".to_string(), "BR".to_string()),
+                ("Stage".to_string(), "dev".to_string())
+            ]
+        );
+        let Ok(Cli {
+            command: Some(Command::Bench(bench)),
+        }) = parse("bench -p fluxo --bench intake")
+        else {
+            panic!("bench did not parse");
+        };
+        assert_eq!(bench.args, ["-p", "fluxo", "--bench", "intake"]);
+        let Ok(Cli {
+            command: Some(Command::InitTime(init)),
+        }) = parse("init-time")
+        else {
+            panic!("init-time did not parse");
+        };
+        assert_eq!(init.runs, 20);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        for line in [
+            "dev --param DefaultCountry",
+            "dev --api-port ninety",
+            "config push",
+            "config push f.toml --local --stack s",
+            "config fetch",
+            "invoke",
+            "check-config",
+            "init-time --runs many",
+            "optimizer revert",
+            "optimizer run --time yesterday",
+        ] {
+            assert!(parse(line).is_err(), "{line} was accepted");
         }
     }
 }

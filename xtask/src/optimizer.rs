@@ -8,15 +8,54 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::esm;
 
-/// Usage of the subcommand.
-pub const USAGE: &str = "\
-usage: cargo xtask optimizer revert CAMPAIGN [--entity ID] [--force] [--invoke-url URL]
-       cargo xtask optimizer run [--time RFC3339] [--invoke-url URL]";
+/// Arguments of `cargo xtask optimizer`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OptimizerArgs {
+    #[command(subcommand)]
+    pub action: Action,
+    /// The invoke API of `cargo xtask dev`
+    #[arg(long, global = true, value_name = "URL", default_value_t = default_invoke_url())]
+    pub invoke_url: String,
+}
+
+/// What to ask the optimizer.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Action {
+    /// Restore a campaign's entity to its bid before the last change, and journal it
+    Revert {
+        /// The campaign's name, e.g. brand-search
+        #[arg(value_name = "CAMPAIGN")]
+        campaign: String,
+        /// The entity (ad group, ad set) whose bid to restore
+        #[arg(long, value_name = "ID")]
+        entity: Option<String>,
+        /// Revert even when the platform's bid was changed since (by hand)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the optimizer now, for the hour of --time (default now)
+    Run {
+        /// The run's time, RFC 3339, e.g. 2026-11-27T20:00:00Z
+        #[arg(long, value_name = "RFC3339", value_parser = rfc3339)]
+        time: Option<String>,
+    },
+}
+
+fn default_invoke_url() -> String {
+    format!("http://127.0.0.1:{}", crate::local::DEFAULT_API_PORT)
+}
+
+/// Checks `--time`: RFC 3339, kept as given.
+fn rfc3339(value: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("not RFC 3339: {e}"))
+}
 
 /// A parsed `optimizer` command line: the payload and where to send it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,34 +64,14 @@ pub struct Request {
     pub invoke_url: String,
 }
 
-/// Parses `revert ...` / `run ...`.
-pub fn parse(args: &[String]) -> Result<Request> {
-    let (action, rest) = args.split_first().ok_or_else(|| anyhow!("{USAGE}"))?;
-    let mut invoke_url = format!("http://127.0.0.1:{}", crate::local::DEFAULT_API_PORT);
-    let mut campaign = None;
-    let mut entity = None;
-    let mut time = None;
-    let mut force = false;
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        let mut value = |flag: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| anyhow!("{flag} needs a value"))
-        };
-        match a.as_str() {
-            "--invoke-url" => invoke_url = value(a)?,
-            "--entity" => entity = Some(value(a)?),
-            "--time" => time = Some(value(a)?),
-            "--force" => force = true,
-            f if !f.starts_with('-') && campaign.is_none() => campaign = Some(f.to_string()),
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
-    }
-    let payload = match action.as_str() {
-        "revert" => {
-            let campaign =
-                campaign.ok_or_else(|| anyhow!("revert needs the campaign's name\n{USAGE}"))?;
+/// The payload the optimizer's handler takes for `args`.
+pub fn request(args: OptimizerArgs) -> Request {
+    let payload = match args.action {
+        Action::Revert {
+            campaign,
+            entity,
+            force,
+        } => {
             let mut p = json!({"action": "revert", "campaign": campaign});
             if let Some(e) = entity {
                 p["entity"] = json!(e);
@@ -62,26 +81,23 @@ pub fn parse(args: &[String]) -> Result<Request> {
             }
             p
         }
-        "run" => {
+        Action::Run { time } => {
             let mut p = json!({"action": "run"});
             if let Some(t) = time {
-                chrono::DateTime::parse_from_rfc3339(&t)
-                    .with_context(|| format!("--time {t}: not RFC 3339"))?;
                 p["time"] = json!(t);
             }
             p
         }
-        other => bail!("unknown optimizer command {other}\n{USAGE}"),
     };
-    Ok(Request {
+    Request {
         payload,
-        invoke_url,
-    })
+        invoke_url: args.invoke_url,
+    }
 }
 
 /// Runs `cargo xtask optimizer ...`.
-pub async fn run(args: &[String]) -> Result<()> {
-    let request = parse(args)?;
+pub async fn run(args: OptimizerArgs) -> Result<()> {
+    let request = request(args);
     let http = reqwest::Client::new();
     let invocation = esm::invoke(
         &http,
@@ -114,9 +130,24 @@ pub async fn run(args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `cargo xtask optimizer` alone, to parse its arguments as the CLI does.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OptimizerArgs,
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+        std::iter::once("optimizer")
+            .chain(list.iter().copied())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn parse(args: &[String]) -> Result<Request, clap::Error> {
+        Cli::try_parse_from(args).map(|cli| request(cli.args))
     }
 
     #[test]
@@ -151,7 +182,9 @@ mod tests {
             r.payload,
             json!({"action": "revert", "campaign": "brand-search", "force": true})
         );
-        assert!(parse(&args(&["run", "--force"])).is_ok_and(|r| r.payload.get("force").is_none()));
+        assert!(parse(&args(&["run"])).is_ok_and(|r| r.payload.get("force").is_none()));
+        // --force means nothing to a run: refused, as every unknown option is.
+        assert!(parse(&args(&["run", "--force"])).is_err());
     }
 
     #[test]

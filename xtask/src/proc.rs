@@ -131,23 +131,61 @@ pub fn free_port() -> Result<u16> {
 
 /// Polls 127.0.0.1:`port` until it accepts a TCP connection, the process exits, or `timeout` passes.
 pub async fn wait_for_port(port: u16, guard: &mut Guard, timeout: Duration) -> Result<()> {
+    let target = format!("port {port}");
+    poll_until(
+        guard,
+        timeout,
+        ("listening on", "listen on", &target),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await
+}
+
+/// Polls `url` until it answers any HTTP status, the process exits, or `timeout` passes.
+pub async fn wait_for_http(url: &str, guard: &mut Guard, timeout: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    poll_until(
+        guard,
+        timeout,
+        ("answering on", "answer on", url),
+        || async { client.get(url).send().await.is_ok() },
+    )
+    .await
+}
+
+/// The one poll loop: asks `ready` every 200 ms until it says yes, `guard`'s process exits, or `timeout`
+/// passes. `(before, never, target)` word the errors: "NAME exited (STATUS) before {before} {target}" and
+/// "NAME did not {never} {target} within Ns".
+async fn poll_until<F, Fut>(
+    guard: &mut Guard,
+    timeout: Duration,
+    (before, never, target): (&str, &str, &str),
+    mut ready: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        if ready().await {
             return Ok(());
         }
         if let Some(status) = guard.try_exited() {
             bail!(
-                "{} exited ({status}) before listening on port {port}",
+                "{} exited ({status}) before {before} {target}",
                 guard.name()
             );
         }
         if Instant::now() >= deadline {
             bail!(
-                "{} did not listen on port {port} within {}s",
+                "{} did not {never} {target} within {}s",
                 guard.name(),
                 timeout.as_secs()
             );
@@ -156,29 +194,54 @@ pub async fn wait_for_port(port: u16, guard: &mut Guard, timeout: Duration) -> R
     }
 }
 
-/// Polls `url` until it answers any HTTP status, the process exits, or `timeout` passes.
-pub async fn wait_for_http(url: &str, guard: &mut Guard, timeout: Duration) -> Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if client.get(url).send().await.is_ok() {
-            return Ok(());
-        }
-        if let Some(status) = guard.try_exited() {
-            bail!(
-                "{} exited ({status}) before answering on {url}",
-                guard.name()
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} did not answer on {url} within {}s",
-                guard.name(),
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper(secs: &str) -> Guard {
+        Guard::spawn("sleep", Command::new("sleep").arg(secs)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_port_returns_once_it_listens() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut guard = sleeper("30");
+        wait_for_port(port, &mut guard, Duration::from_secs(5))
+            .await
+            .unwrap();
+        guard.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn waiting_gives_up_after_the_timeout_and_names_the_port() {
+        let port = free_port().unwrap();
+        let mut guard = sleeper("30");
+        let err = wait_for_port(port, &mut guard, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("sleep did not listen on port {port} within 0s")
+        );
+        guard.stop(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn waiting_stops_when_the_process_exits() {
+        let port = free_port().unwrap();
+        let mut guard = sleeper("0");
+        let err = wait_for_http(
+            &format!("http://127.0.0.1:{port}/"),
+            &mut guard,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("sleep exited (exit status: 0) before answering on http://127.0.0.1:"),
+            "{err}"
+        );
     }
 }

@@ -29,7 +29,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 
-use crate::template::{LOCAL_ACCOUNT, LOCAL_REGION, QueueSpec, Resolver, TableSpec, Template};
+use crate::template::{
+    Expr, LOCAL_ACCOUNT, LOCAL_REGION, QueueSpec, Resolver, TableSpec, Template,
+};
 
 /// Path of the stack JSON file, for integration tests.
 pub const ENV_STACK: &str = "FLUXO_IT_STACK";
@@ -213,7 +215,7 @@ pub async fn provision_template(
 fn local_bucket_name(
     resolver: &Resolver,
     logical_id: &str,
-    name: Option<&serde_json::Value>,
+    name: Option<&Expr>,
     prefix: &str,
 ) -> Result<String> {
     let raw = match (name, prefix) {
@@ -397,18 +399,19 @@ mod tests {
         );
         let r = info.resolver(BTreeMap::new());
         assert_eq!(
-            r.resolve(&serde_json::json!({"Ref": "LeadsTable"}))
-                .unwrap(),
+            r.resolve(&Expr::Ref("LeadsTable".into())).unwrap(),
             "p-LeadsTable"
         );
         assert_eq!(
-            r.resolve(&serde_json::json!({"Ref": "LeadsQueue"}))
-                .unwrap(),
+            r.resolve(&Expr::Ref("LeadsQueue".into())).unwrap(),
             "http://q/LeadsQueue"
         );
         assert_eq!(
-            r.resolve(&serde_json::json!({"Fn::GetAtt": ["LeadsTable", "Arn"]}))
-                .unwrap(),
+            r.resolve(&Expr::GetAtt {
+                resource: "LeadsTable".into(),
+                attribute: "Arn".into()
+            })
+            .unwrap(),
             "arn:aws:dynamodb:us-east-1:123456789012:table/p-LeadsTable"
         );
     }

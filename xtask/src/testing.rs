@@ -13,6 +13,14 @@ use crate::{paths, proc, venv};
 /// The integration-test package.
 const IT_PACKAGE: &str = "fluxo-tests";
 
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TestArgs {
+    /// The Fluxo config of the integration tests' stack (default tests/e2e/fluxo.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 /// Runs every check in order and stops at the first failure.
 pub async fn run(config: Option<PathBuf>) -> Result<()> {
     let root = paths::root();

@@ -33,12 +33,40 @@ pub fn check_config(path: &Path) -> bool {
     }
 }
 
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BenchArgs {
+    /// Passed to `cargo bench --workspace`, e.g. `-p hourly-optimizer --bench optimizer`
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
+}
+
+/// Arguments of `cargo xtask check-config`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckConfigArgs {
+    /// The config file to validate
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
 /// Options of `cargo xtask invoke`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct InvokeOptions {
+    /// The function's binary name or logical id, e.g. hourly-optimizer
+    #[arg(value_name = "FUNCTION")]
     pub function: String,
+    /// Send a scheduled (EventBridge) event from the function's schedule
+    #[arg(long)]
     pub scheduled: bool,
+    /// The event to send, as JSON (default {})
+    #[arg(long, value_name = "JSON")]
     pub payload: Option<String>,
+    /// The invoke API of `cargo xtask dev` (default http://127.0.0.1:9000)
+    #[arg(long, value_name = "URL")]
     pub invoke_url: Option<String>,
 }
 
@@ -55,7 +83,7 @@ pub async fn invoke(opts: InvokeOptions) -> Result<()> {
                 .find(|(_, e)| matches!(e, EventSource::Schedule(_)))
                 .map(|(name, _)| format!("{}-{name}", f.logical_id))
                 .unwrap_or_else(|| format!("{}-manual", f.logical_id));
-            esm::scheduled_event_now(&rule)
+            serde_json::to_value(esm::scheduled_event_now(&rule))?
         }
         (None, false) => serde_json::json!({}),
     };

@@ -1,14 +1,11 @@
-//! audience-sync's entry point: wiring only. The use case is in `sync.rs`, the Lambda entry in
-//! `handler.rs`.
+//! audience-sync's entry point: tracing, `setup` builds everything, `run(service_fn(...))`.
 
 use std::time::SystemTime;
 
 use audience_sync::handler::{handle, invocation_deadline};
-use audience_sync::{Settings, build};
+use audience_sync::setup;
 use aws_lambda_events::event::sqs::SqsEvent;
 use fluxo::config::live::LiveConfig;
-use fluxo::config::source::{ConfigSource, Location};
-use fluxo::secrets::SecretStore;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -17,15 +14,8 @@ async fn main() -> Result<(), Error> {
     fluxo::observability::init_tracing();
 
     // 2. Settings, config and clients, once per cold start. A bad setting or config fails here, by name.
-    let settings = Settings::from_env()?;
-    let sdk_config = fluxo::adapters::load_aws_config().await;
-    let secrets = SecretStore::from_sdk_config(&sdk_config);
-    let source = ConfigSource::from_sdk_config(
-        Location::from_settings(&fluxo::settings::Env)?,
-        &sdk_config,
-    )?;
-    let rebuild =
-        |loaded: fluxo::config::LoadedConfig| build(&sdk_config, &settings, &secrets, loaded);
+    let (cold, source) = setup::cold_start().await?;
+    let rebuild = |loaded: fluxo::config::LoadedConfig| cold.build(loaded);
     let live = LiveConfig::start(source, "audience-sync", &rebuild).await?;
     let (live, rebuild) = (&live, &rebuild);
 

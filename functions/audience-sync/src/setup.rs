@@ -1,10 +1,9 @@
 //! Cold-start set-up: settings from the environment, the clients, and the syncer built from each
 //! config version (`fluxo::config::live` loads it and swaps in new versions).
 
-use std::time::Duration;
-
 use fluxo::adapters::memberships::DynamoMemberships;
 use fluxo::audience::{AudienceSecrets, AudienceSetupError, Audiences};
+use fluxo::config::source::{ConfigSource, Location, SourceError};
 use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::Secret;
 use fluxo::ports::SystemClock;
@@ -50,6 +49,39 @@ pub enum SetupError {
     Audiences(#[from] AudienceSetupError),
     #[error("audience_sync.consent: {0}")]
     Consent(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// What a cold start builds once and every config version reuses.
+pub struct ColdStart {
+    pub settings: Settings,
+    /// The shared AWS config (credentials, region, `AWS_ENDPOINT_URL`); the clients are built from it.
+    pub sdk_config: aws_config::SdkConfig,
+    /// The secret store (environment, then SSM), caching what it reads.
+    pub secrets: SecretStore,
+}
+
+impl ColdStart {
+    /// The live syncer for one config version.
+    pub async fn build(&self, loaded: LoadedConfig) -> Result<LiveSync, SetupError> {
+        build(&self.sdk_config, &self.settings, &self.secrets, loaded).await
+    }
+}
+
+/// Settings, the AWS config and every client, once per cold start. A bad setting fails here, by name.
+/// Returns the clients and the config source (`LiveConfig` takes it over).
+pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
+    let settings = Settings::from_env()?;
+    let sdk_config = fluxo::adapters::load_aws_config().await;
+    let secrets = SecretStore::from_sdk_config(&sdk_config);
+    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
+    let cold = ColdStart {
+        settings,
+        sdk_config,
+        secrets,
+    };
+    Ok((cold, source))
 }
 
 /// Builds the syncer for one config version: resolves the platform secrets (cached by `secrets`) and
@@ -91,11 +123,6 @@ pub async fn build(
         loaded.version,
     )
     .map_err(SetupError::Consent)
-}
-
-/// The lease of a claim, from the config.
-pub fn lease(secs: u64) -> Duration {
-    Duration::from_secs(secs)
 }
 
 #[cfg(test)]

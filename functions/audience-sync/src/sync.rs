@@ -151,7 +151,7 @@ pub fn consent_of(
             Some(_) => ConsentStatus::Denied,
             None => ConsentStatus::Unspecified,
         },
-        (ConsentRule::Marketing, None) => match action.consent.status.as_str() {
+        (ConsentRule::Marketing, None) => match action.header.consent.status.as_str() {
             "granted" => ConsentStatus::Granted,
             "refused" => ConsentStatus::Denied,
             _ => ConsentStatus::Unspecified,
@@ -173,8 +173,8 @@ pub fn consent_of(
 
 fn person_of(action: &AudienceAction, profile: Option<&Profile>, consent: ConsentStatus) -> Person {
     Person {
-        profile_key: action.profile_key.clone(),
-        email: action.email.as_str().to_string(),
+        profile_key: action.header.profile_key.clone(),
+        email: action.header.email.as_str().to_string(),
         phone: profile
             .and_then(|p| p.field("phone"))
             .map(str::to_string)
@@ -288,16 +288,16 @@ where
                 .ok_or_else(|| "message has no body".to_string())
                 .and_then(|b| AudienceAction::from_json(b).map_err(|e| e.to_string()));
             match parsed {
-                Ok(a) if a.kind == AUDIENCE_ADD || a.kind == AUDIENCE_REMOVE => {
+                Ok(a) if a.header.kind == AUDIENCE_ADD || a.header.kind == AUDIENCE_REMOVE => {
                     actions.push((i, a))
                 }
-                Ok(a) => fail(&mut failed, i, format!("unknown kind {:?}", a.kind)),
+                Ok(a) => fail(&mut failed, i, format!("unknown kind {:?}", a.header.kind)),
                 Err(e) => fail(&mut failed, i, e),
             }
         }
         let keys: Vec<String> = actions
             .iter()
-            .map(|(_, a)| a.profile_key.clone())
+            .map(|(_, a)| a.header.profile_key.clone())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -310,8 +310,8 @@ where
         let mut removals_of: HashMap<String, Vec<Membership>> = HashMap::new();
         let removers: Vec<String> = actions
             .iter()
-            .filter(|(_, a)| a.kind == AUDIENCE_REMOVE)
-            .map(|(_, a)| a.profile_key.clone())
+            .filter(|(_, a)| a.header.kind == AUDIENCE_REMOVE)
+            .map(|(_, a)| a.header.profile_key.clone())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -326,7 +326,7 @@ where
                 }
                 Err(e) => {
                     for (i, a) in &actions {
-                        if &a.profile_key == key {
+                        if &a.header.profile_key == key {
                             fail(&mut failed, *i, e.to_string());
                         }
                     }
@@ -338,11 +338,11 @@ where
             if failed[*i].is_some() {
                 continue;
             }
-            let profile = profiles.get(&a.profile_key);
+            let profile = profiles.get(&a.header.profile_key);
             let consent = consent_of(&self.consent, profile, a);
             let person = person_of(a, profile, consent);
             let mut wanted: Vec<(Destination, Want)> = Vec::new();
-            if a.kind == AUDIENCE_ADD {
+            if a.header.kind == AUDIENCE_ADD {
                 let destinations = self.config.destinations(&a.audience);
                 if destinations.is_empty() {
                     fail(
@@ -367,7 +367,7 @@ where
                     seen.insert(d.audience.key());
                     wanted.push((d, Want::Remove));
                 }
-                for m in removals_of.get(&a.profile_key).into_iter().flatten() {
+                for m in removals_of.get(&a.header.profile_key).into_iter().flatten() {
                     if seen.insert(m.audience.key()) {
                         wanted.push((self.destination_of(&m.audience, m.dry_run), Want::Remove));
                     }
@@ -379,7 +379,7 @@ where
                     name: a.audience.clone(),
                     want,
                     person: person.clone(),
-                    event_at: a.created_at,
+                    event_at: a.header.created_at,
                     reason: a.reason.clone(),
                     owners: vec![*i],
                 };

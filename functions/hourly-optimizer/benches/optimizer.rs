@@ -11,11 +11,11 @@ use chrono::{TimeZone, Utc};
 use fluxo::ads::Platforms;
 use fluxo::ads::generic::{GenericClient, GenericConfig};
 use fluxo::connector::{RetryPolicy, http_client};
-use fluxo::optimizer::engine::{Engine, EngineSettings};
 use fluxo::optimizer::memory::MemoryStore;
 use fluxo::optimizer::{Campaign, EntityKind, GenericEndpoints, Guardrails, Mode, Platform};
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::slack::SlackPreview;
+use hourly_optimizer::engine::{Engine, EngineSettings};
 use hourly_optimizer::fake_platform::{self, FakePlatform};
 
 const CAMPAIGNS: usize = 10_000;
