@@ -16,6 +16,7 @@
 
 pub mod ads;
 pub mod analytics;
+pub mod audience;
 pub mod config;
 pub mod crm;
 pub mod domain;

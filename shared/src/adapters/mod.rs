@@ -8,6 +8,8 @@ pub mod email;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
 #[cfg(feature = "dynamodb")]
+pub mod memberships;
+#[cfg(feature = "dynamodb")]
 pub mod profiles;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -3,6 +3,7 @@
 //! Loading validates the whole file. Every error names the file, the line and column, and the field.
 
 pub mod email;
+pub mod audience;
 pub mod live;
 pub mod optimizer;
 pub mod router;
@@ -31,6 +32,9 @@ pub struct FluxoConfig {
     /// email-trigger: email platforms, sequence mappings, recommendations.
     #[serde(default)]
     pub email_trigger: email::EmailTriggerConfig,
+    /// Audience sync: named audiences and their Meta / Google destinations.
+    #[serde(default)]
+    pub audience_sync: audience::AudienceSyncConfig,
 }
 
 /// A loaded config and where it came from.
@@ -158,6 +162,7 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedConfig, ConfigError> {
     config.optimizer.validate(&located)?;
     sources::validate(&config.sources, &located)?;
     config.email_trigger.validate(&located)?;
+    config.audience_sync.validate(&located)?;
     Ok(LoadedConfig {
         config,
         version: version_of(text),

@@ -145,6 +145,54 @@ pub struct ScheduleSource {
     pub enabled: bool,
 }
 
+/// Replaces `Ref: <parameter>` in the numbers of functions' event sources (`BatchSize`,
+/// `MaximumBatchingWindowInSeconds`) with the parameter's default, as the local stack deploys them.
+fn resolve_event_parameters(root: &mut serde_json::Value) {
+    let defaults: BTreeMap<String, serde_json::Value> = root
+        .get("Parameters")
+        .and_then(serde_json::Value::as_object)
+        .map(|params| {
+            params
+                .iter()
+                .filter_map(|(k, p)| p.get("Default").map(|d| (k.clone(), d.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(resources) = root
+        .get_mut("Resources")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for resource in resources.values_mut() {
+        let Some(events) = resource
+            .pointer_mut("/Properties/Events")
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        for event in events.values_mut() {
+            let Some(props) = event
+                .get_mut("Properties")
+                .and_then(serde_json::Value::as_object_mut)
+            else {
+                continue;
+            };
+            for key in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+                let default = props
+                    .get(key)
+                    .and_then(|v| v.get("Ref"))
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|name| defaults.get(name))
+                    .cloned();
+                if let Some(d) = default {
+                    props.insert(key.to_string(), d);
+                }
+            }
+        }
+    }
+}
+
 impl Template {
     /// Reads and parses a template file.
     pub fn load(path: &Path) -> Result<Template> {
@@ -155,7 +203,8 @@ impl Template {
 
     /// Parses template text.
     pub fn parse(text: &str) -> Result<Template> {
-        let json = intrinsic::read_yaml(text)?;
+        let mut json = intrinsic::read_yaml(text)?;
+        resolve_event_parameters(&mut json);
         let document: Document = serde_path_to_error::deserialize(json).map_err(|e| {
             let path = e.path().to_string();
             anyhow!("{path}: {}", e.inner())
