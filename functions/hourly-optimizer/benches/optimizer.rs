@@ -16,7 +16,7 @@ use fluxo::optimizer::memory::MemoryStore;
 use fluxo::optimizer::{Campaign, EntityKind, GenericEndpoints, Guardrails, Mode, Platform};
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::slack::SlackPreview;
-use hourly_optimizer::fake_platform::{self, FakePlatform};
+use fake_ad_platform::{self as fake_platform, FakePlatform};
 
 const CAMPAIGNS: usize = 10_000;
 const CALLS_PER_CAMPAIGN: u32 = 2;

@@ -1,7 +1,5 @@
 //! hourly-optimizer: the article's Scenario 2 as a Lambda. `handler` reads the invocation and runs the
-//! engine; `wiring` builds the engine from the config file, secrets and clients; `fake_platform` is a local
-//! generic platform for the demo and the benchmark.
+//! engine; `wiring` builds the engine from the config file, secrets and clients.
 
-pub mod fake_platform;
 pub mod handler;
 pub mod wiring;
