@@ -4,6 +4,7 @@
 //! [`adapters`] (AWS) and [`connector`] (vendor HTTP) know SDK or HTTP types. Adapters are behind cargo
 //! features so that each function links only what it calls.
 
+pub mod ads;
 pub mod config;
 pub mod crm;
 pub mod domain;
@@ -16,15 +17,14 @@ pub mod ports;
 pub mod routing;
 pub mod secrets;
 pub mod settings;
+pub mod slack;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(feature = "aws")]
 pub mod adapters;
 #[cfg(feature = "http-client")]
-pub mod ads;
-#[cfg(feature = "http-client")]
 pub mod connector;
-#[cfg(feature = "http-client")]
-pub mod slack;
 
 pub use domain::{Consent, CustomFields, Email, Lead, LeadId, Phone, Utm};
 pub use envelope::LeadEnvelope;

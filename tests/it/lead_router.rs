@@ -235,7 +235,7 @@ async fn a_lead_is_upserted_into_the_crm_and_fanned_out_to_both_queues() {
     assert_eq!(emails.len(), 1);
     let email = EmailAction::from_json(&emails[0]).unwrap();
     assert_eq!(email.sequence, "nutricao_interesse_software_a");
-    assert_eq!(email.lead_id, lead.lead_id);
+    assert_eq!(email.header.lead_id, lead.lead_id);
     let audiences = h.drained("AudienceQueue").await.unwrap();
     assert_eq!(audiences.len(), 1);
     assert_eq!(
@@ -1273,7 +1273,7 @@ async fn a_thousand_hostile_posts_leave_the_victims_next_genuine_lead_routed_nor
     assert!(
         emails
             .iter()
-            .any(|b| EmailAction::from_json(b).is_ok_and(|e| e.lead_id == genuine.lead_id)),
+            .any(|b| EmailAction::from_json(b).is_ok_and(|e| e.header.lead_id == genuine.lead_id)),
         "the genuine lead's enrollment was sent"
     );
 }

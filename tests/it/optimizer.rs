@@ -11,9 +11,9 @@ use fluxo::ads::generic::{GenericClient, GenericConfig};
 use fluxo::ads::google::{GoogleAdsClient, GoogleAdsConfig, GoogleAuth};
 use fluxo::ads::meta::{MetaClient, MetaConfig};
 use fluxo::connector::{RetryPolicy, Secret, http_client};
-use fluxo::optimizer::engine::Engine;
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::slack::{RunNotifier, SlackConfig, SlackNotifier};
+use hourly_optimizer::engine::Engine;
 use serde_json::{Value, json};
 use wiremock::matchers::{
     body_partial_json, body_string_contains, header, method, path, query_param,

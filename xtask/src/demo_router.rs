@@ -75,28 +75,28 @@ pub async fn show_routing(ctx: &mut DemoContext<'_>) -> Result<()> {
         }
         let mine_e: Vec<&EmailAction> = emails
             .iter()
-            .filter(|a| a.email.as_str() == email)
+            .filter(|a| a.header.email.as_str() == email)
             .collect();
         let mine_a: Vec<&AudienceAction> = audiences
             .iter()
-            .filter(|a| a.email.as_str() == email)
+            .filter(|a| a.header.email.as_str() == email)
             .collect();
         for a in &mine_e {
             println!(
                 "    → email queue: {} v{} sequence={} effect={}…",
-                a.kind,
-                a.version,
+                a.header.kind,
+                a.header.version,
                 a.sequence,
-                &a.effect_key[..12]
+                &a.header.effect_key[..12]
             );
         }
         for a in &mine_a {
             println!(
                 "    → audience queue: {} v{} audience={} effect={}…",
-                a.kind,
-                a.version,
+                a.header.kind,
+                a.header.version,
                 a.audience,
-                &a.effect_key[..12]
+                &a.header.effect_key[..12]
             );
         }
         let want_sequences: BTreeSet<&str> =
@@ -252,11 +252,11 @@ async fn peek_fan_out(
                 if is_email {
                     let a = EmailAction::from_json(body)
                         .context("an email-queue message is not email.enroll v1")?;
-                    emails.insert(a.effect_key.clone(), a);
+                    emails.insert(a.header.effect_key.clone(), a);
                 } else {
                     let a = AudienceAction::from_json(body)
                         .context("an audience-queue message is not audience.add v1")?;
-                    audiences.insert(a.effect_key.clone(), a);
+                    audiences.insert(a.header.effect_key.clone(), a);
                 }
             }
         }

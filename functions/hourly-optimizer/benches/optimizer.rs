@@ -11,12 +11,12 @@ use chrono::{TimeZone, Utc};
 use fluxo::ads::Platforms;
 use fluxo::ads::generic::{GenericClient, GenericConfig};
 use fluxo::connector::{RetryPolicy, http_client};
-use fluxo::optimizer::engine::{Engine, EngineSettings};
 use fluxo::optimizer::memory::MemoryStore;
 use fluxo::optimizer::{Campaign, EntityKind, GenericEndpoints, Guardrails, Mode, Platform};
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::slack::SlackPreview;
 use fake_ad_platform::{self as fake_platform, FakePlatform};
+use hourly_optimizer::engine::{Engine, EngineSettings};
 
 const CAMPAIGNS: usize = 10_000;
 const CALLS_PER_CAMPAIGN: u32 = 2;

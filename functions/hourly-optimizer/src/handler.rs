@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
+use crate::engine::{Engine, NotificationStatus, RevertError, RunReport};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use fluxo::error::{ErrorClass, Retryable};
-use fluxo::optimizer::engine::{Engine, RevertError, RunReport};
 use fluxo::optimizer::ports::{AdPlatforms, Notifier, OptimizerStore};
 use fluxo::ports::Clock;
 use lambda_runtime::Diagnostic;
@@ -124,10 +124,7 @@ fn emit_metrics(report: &RunReport) {
     let c = report.counts;
     fluxo::observability::count(NAMESPACE, FUNCTION, "CampaignsFailed", c.failed as u64);
     fluxo::observability::count(NAMESPACE, FUNCTION, "BidChangesApplied", c.applied as u64);
-    let notification_failed = matches!(
-        report.notification,
-        fluxo::optimizer::engine::NotificationStatus::Failed { .. }
-    );
+    let notification_failed = matches!(report.notification, NotificationStatus::Failed { .. });
     fluxo::observability::count(
         NAMESPACE,
         FUNCTION,

@@ -1,5 +1,7 @@
 //! hourly-optimizer: the article's Scenario 2 as a Lambda. `handler` reads the invocation and runs the
-//! engine; `wiring` builds the engine from the config file, secrets and clients.
+//! engine; `engine` is the use case (run, apply, revert, report); `setup` builds the clients at cold
+//! start and the engine from each config version.
 
+pub mod engine;
 pub mod handler;
-pub mod wiring;
+pub mod setup;

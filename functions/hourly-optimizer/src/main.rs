@@ -1,34 +1,16 @@
-//! hourly-optimizer entry point: wiring only; the logic lives in the library.
+//! hourly-optimizer entry point: tracing, `setup` builds everything, `run(service_fn(...))`.
 
-use std::sync::Arc;
-
-use fluxo::adapters::{journal::DynamoOptimizerStore, load_aws_config};
 use fluxo::config::live::LiveConfig;
-use fluxo::config::source::{ConfigSource, Location};
-use fluxo::ports::{SystemClock, ThreadRandomness};
-use fluxo::secrets::SecretStore;
-use hourly_optimizer::{handler, wiring};
+use fluxo::ports::SystemClock;
+use hourly_optimizer::{handler, setup};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     fluxo::observability::init_tracing();
-    let env = fluxo::settings::Env;
-    let table = fluxo::settings::required(&env, "OPTIMIZER_TABLE")?;
-    let aws = load_aws_config().await;
-    let secret_store = SecretStore::from_sdk_config(&aws);
-    fluxo::domain::fingerprint::install_from(&secret_store).await?;
-    let secrets = wiring::Secrets::Ssm(secret_store);
-    let store = DynamoOptimizerStore::from_sdk_config(&aws, table);
+    let (cold, source) = setup::cold_start().await?;
     // The engine is rebuilt from each new config version (checked at most once a minute).
-    let build = |loaded: fluxo::config::LoadedConfig| {
-        let (store, secrets) = (store.clone(), &secrets);
-        async move {
-            let clock = Arc::new(SystemClock);
-            wiring::engine(&loaded, store, secrets, clock, Arc::new(ThreadRandomness)).await
-        }
-    };
-    let source = ConfigSource::from_sdk_config(Location::from_settings(&env)?, &aws)?;
+    let build = |loaded: fluxo::config::LoadedConfig| setup::build(&cold, loaded);
     let live = LiveConfig::start(source, "hourly-optimizer", &build).await?;
     let (live, build) = (&live, &build);
     lambda_runtime::run(service_fn(

@@ -477,7 +477,7 @@ where
                     Ok(body) => email.push((
                         i,
                         OutboundMessage {
-                            id: action.effect_key,
+                            id: action.header.effect_key,
                             body,
                         },
                     )),
@@ -489,7 +489,7 @@ where
                     Ok(body) => audience.push((
                         i,
                         OutboundMessage {
-                            id: action.effect_key,
+                            id: action.header.effect_key,
                             body,
                         },
                     )),
@@ -654,17 +654,10 @@ mod tests {
     use fluxo::domain::{Consent, Email, Lead};
     use fluxo::routing::memory::{MemoryLedger, MemoryProfiles, MemoryQueue};
     use fluxo::routing::{AudienceAction, EmailAction};
+    use fluxo::testing::FixedClock;
     use serde_json::json;
 
     use super::*;
-
-    struct FixedClock(DateTime<Utc>);
-
-    impl Clock for FixedClock {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
 
     /// A CRM that records every call and answers per email: ok, permanent or retryable.
     struct FakeCrm {
@@ -770,7 +763,7 @@ mod tests {
             email_queue: MemoryQueue::default(),
             audience_queue: MemoryQueue::default(),
             leads_queue: MemoryQueue::default(),
-            clock: FixedClock(at()),
+            clock: FixedClock::at(at()),
             rules: RuleSet::compile(&config.lead_router).unwrap(),
             concurrency: 4,
             lease: Duration::from_secs(60),

@@ -1,14 +1,12 @@
-//! lead-router's entry point: wiring only. The logic is in `handler.rs`.
+//! lead-router's entry point: tracing, `setup` builds everything, `run(service_fn(...))`.
 
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use fluxo::config::live::LiveConfig;
-use fluxo::config::source::{ConfigSource, Location};
-use fluxo::secrets::SecretStore;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use lead_router::handler::invocation_deadline;
-use lead_router::{Settings, build};
+use lead_router::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,16 +14,8 @@ async fn main() -> Result<(), Error> {
     fluxo::observability::init_tracing();
 
     // 2. Settings, config and clients, once per cold start. A bad setting or config fails here, by name.
-    let settings = Settings::from_env()?;
-    let sdk_config = fluxo::adapters::load_aws_config().await;
-    let secrets = SecretStore::from_sdk_config(&sdk_config);
-    fluxo::domain::fingerprint::install_from(&secrets).await?;
-    let source = ConfigSource::from_sdk_config(
-        Location::from_settings(&fluxo::settings::Env)?,
-        &sdk_config,
-    )?;
-    let rebuild =
-        |loaded: fluxo::config::LoadedConfig| build(&sdk_config, &settings, &secrets, loaded);
+    let (cold, source) = setup::cold_start().await?;
+    let rebuild = |loaded: fluxo::config::LoadedConfig| cold.build(loaded);
     let live = LiveConfig::start(source, "lead-router", &rebuild).await?;
     let (live, rebuild) = (&live, &rebuild);
 

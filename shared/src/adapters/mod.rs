@@ -12,6 +12,8 @@ pub mod s3;
 pub mod signed;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+#[cfg(feature = "ssm")]
+pub mod ssm;
 
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
 

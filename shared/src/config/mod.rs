@@ -82,6 +82,32 @@ impl ConfigError {
     }
 }
 
+/// Checks that a secret reference names a place to look (`{ env = .. }` and/or `{ ssm = .. }`).
+pub(crate) fn check_secret(secret: &crate::secrets::SecretRef) -> Result<(), String> {
+    if secret.is_set() {
+        Ok(())
+    } else {
+        Err(
+            "name where the secret lives: { env = \"NAME\" } and/or { ssm = \"/parameter\" }"
+                .into(),
+        )
+    }
+}
+
+/// Whether a text is an http(s) URL (by its scheme).
+pub(crate) fn is_http_url(text: &str) -> bool {
+    text.starts_with("https://") || text.starts_with("http://")
+}
+
+/// Checks a concurrency limit: 1 to 1000.
+pub(crate) fn check_concurrency(n: usize) -> Result<(), String> {
+    if (1..=1000).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("must be between 1 and 1000, got {n}"))
+    }
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset.min(text.len())).unwrap_or("");

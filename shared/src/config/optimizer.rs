@@ -1,18 +1,23 @@
 //! The `[optimizer]` section: ad platforms, campaigns and their guardrails, notifications.
 //!
 //! Defaults follow the article: reduce 10% when CPA > 1.2x target, raise 5% when CPA < 0.8x target,
-//! keep otherwise, once an hour. Secrets are references ([`SecretRef`]: an env var and/or an SSM
-//! parameter), never values.
+//! keep otherwise, once an hour. Each platform's and Slack's section is its connector's `config.rs`
+//! (re-exported here); secrets are references (`SecretRef`: an env var and/or an SSM parameter), never
+//! values.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Located};
-use crate::optimizer::engine::EngineSettings;
-use crate::optimizer::{Campaign, EntityKind, GenericEndpoints, Guardrails, Mode, Platform, units};
-use crate::secrets::SecretRef;
+use super::{ConfigError, Located, is_http_url as is_url};
+pub use crate::ads::generic::config::GenericSettings;
+pub use crate::ads::google::config::GoogleAdsSettings;
+pub use crate::ads::meta::config::MetaSettings;
+use crate::optimizer::{
+    Campaign, EngineSettings, EntityKind, GenericEndpoints, Guardrails, Mode, Platform, units,
+};
+pub use crate::slack::config::SlackSettings;
 
 /// Hourly-optimizer settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -39,120 +44,6 @@ pub struct OptimizerConfig {
     /// The campaigns the optimizer manages.
     #[serde(default)]
     pub campaigns: Vec<Spanned<CampaignConfig>>,
-}
-
-fn check_secret(secret: &SecretRef) -> Result<(), String> {
-    if secret.is_set() {
-        Ok(())
-    } else {
-        Err(
-            "name where the secret lives: { env = \"NAME\" } and/or { ssm = \"/parameter\" }"
-                .into(),
-        )
-    }
-}
-
-/// Slack incoming-webhook settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackSettings {
-    /// The webhook URL (it embeds a token, so it is a secret).
-    pub webhook_url: SecretRef,
-    /// Minimum gap between two messages, in milliseconds. Slack allows 1 message/s. Default 1000.
-    #[serde(default = "default_slack_interval")]
-    pub min_interval_ms: u64,
-}
-
-/// Google Ads REST API access.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoogleAdsSettings {
-    /// Base URL. Default `https://googleads.googleapis.com`.
-    #[serde(default = "default_google_endpoint")]
-    pub endpoint: String,
-    /// API version path segment. Default `v25`.
-    #[serde(default = "default_google_version")]
-    pub api_version: String,
-    /// A fixed OAuth2 access token (Bearer). Google's tokens expire after about an hour, so prefer the
-    /// refresh-token settings below, which mint and renew access tokens.
-    #[serde(default)]
-    pub access_token: Option<SecretRef>,
-    /// OAuth2 client id (not a secret), for the refresh-token flow.
-    #[serde(default)]
-    pub oauth_client_id: Option<String>,
-    /// OAuth2 client secret.
-    #[serde(default)]
-    pub oauth_client_secret: Option<SecretRef>,
-    /// OAuth2 refresh token of the user that authorised the client.
-    #[serde(default)]
-    pub oauth_refresh_token: Option<SecretRef>,
-    /// Token endpoint. Default `https://oauth2.googleapis.com/token`.
-    #[serde(default = "default_google_token_url")]
-    pub oauth_token_url: String,
-    /// Manager (MCC) account id, digits only, sent as `login-customer-id`.
-    #[serde(default)]
-    pub login_customer_id: Option<String>,
-    /// Concurrent calls to Google Ads. Default 10.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Attempts per call (429/5xx/timeouts are retried). Default 3.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// Total timeout per call, seconds. Default 30.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-/// Meta Marketing API access.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetaSettings {
-    /// Base URL. Default `https://graph.facebook.com`.
-    #[serde(default = "default_meta_endpoint")]
-    pub endpoint: String,
-    /// Graph API version. Default `v25.0`.
-    #[serde(default = "default_meta_version")]
-    pub api_version: String,
-    /// System-user access token (Bearer).
-    pub access_token: SecretRef,
-    /// Concurrent calls to Meta. Default 10.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Attempts per call. Default 3.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// Total timeout per call, seconds. Default 30.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-/// Generic platform settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenericSettings {
-    /// Optional Bearer token sent to the metrics and bid URLs.
-    #[serde(default)]
-    pub token: Option<SecretRef>,
-    /// Concurrent calls. Default 10.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Attempts per call. Default 3.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// Total timeout per call, seconds. Default 30.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-impl Default for GenericSettings {
-    fn default() -> Self {
-        GenericSettings {
-            token: None,
-            concurrency: default_concurrency(),
-            max_attempts: default_attempts(),
-            timeout_secs: default_timeout(),
-        }
-    }
 }
 
 /// One campaign, as written in the file.
@@ -229,33 +120,6 @@ pub struct CampaignConfig {
     pub minor_unit_digits: Option<u32>,
 }
 
-fn default_slack_interval() -> u64 {
-    1000
-}
-fn default_google_endpoint() -> String {
-    "https://googleads.googleapis.com".into()
-}
-fn default_google_token_url() -> String {
-    "https://oauth2.googleapis.com/token".into()
-}
-fn default_google_version() -> String {
-    "v25".into()
-}
-fn default_meta_endpoint() -> String {
-    "https://graph.facebook.com".into()
-}
-fn default_meta_version() -> String {
-    "v25.0".into()
-}
-fn default_concurrency() -> usize {
-    10
-}
-fn default_attempts() -> u32 {
-    3
-}
-fn default_timeout() -> u64 {
-    30
-}
 fn default_mode() -> Mode {
     Mode::DryRun
 }
@@ -298,10 +162,6 @@ fn ratio(value: f64, what: &str, min_exclusive: f64, max_inclusive: f64) -> Resu
         ));
     }
     units::bp_from_f64(value).ok_or_else(|| format!("{what} is out of range"))
-}
-
-fn is_url(text: &str) -> bool {
-    text.starts_with("https://") || text.starts_with("http://")
 }
 
 impl CampaignConfig {
@@ -485,74 +345,15 @@ impl OptimizerConfig {
     /// Checks what serde cannot: bid ranges, thresholds, platform sections, references, duplicates.
     pub fn validate(&self, at: &Located<'_>) -> Result<(), ConfigError> {
         if let Some(slack) = &self.slack {
-            check_secret(&slack.webhook_url)
-                .map_err(|m| at.error(None, "optimizer.slack.webhook_url", m))?;
+            slack.validate(at)?;
         }
-        if let Some(g) = &self.google_ads {
-            match (
-                &g.access_token,
-                &g.oauth_client_id,
-                &g.oauth_client_secret,
-                &g.oauth_refresh_token,
-            ) {
-                (Some(token), None, None, None) => check_secret(token)
-                    .map_err(|m| at.error(None, "optimizer.google_ads.access_token", m))?,
-                (None, Some(id), Some(secret), Some(refresh)) if !id.trim().is_empty() => {
-                    check_secret(secret).map_err(|m| {
-                        at.error(None, "optimizer.google_ads.oauth_client_secret", m)
-                    })?;
-                    check_secret(refresh).map_err(|m| {
-                        at.error(None, "optimizer.google_ads.oauth_refresh_token", m)
-                    })?;
-                    if !is_url(&g.oauth_token_url) {
-                        return Err(at.error(
-                            None,
-                            "optimizer.google_ads.oauth_token_url",
-                            "must be an http(s) URL",
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(at.error(
-                        None,
-                        "optimizer.google_ads",
-                        "give either access_token, or oauth_client_id + oauth_client_secret + oauth_refresh_token",
-                    ));
-                }
-            }
-            if !is_url(&g.endpoint) {
-                return Err(at.error(
-                    None,
-                    "optimizer.google_ads.endpoint",
-                    "must be an http(s) URL",
-                ));
-            }
-            if let Some(id) = &g.login_customer_id
-                && (id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()))
-            {
-                return Err(at.error(
-                    None,
-                    "optimizer.google_ads.login_customer_id",
-                    "must be digits only (no dashes)",
-                ));
-            }
-            check_concurrency(g.concurrency)
-                .map_err(|m| at.error(None, "optimizer.google_ads.concurrency", m))?;
+        if let Some(google) = &self.google_ads {
+            google.validate(at)?;
         }
-        if let Some(m) = &self.meta {
-            check_secret(&m.access_token)
-                .map_err(|msg| at.error(None, "optimizer.meta.access_token", msg))?;
-            if !is_url(&m.endpoint) {
-                return Err(at.error(None, "optimizer.meta.endpoint", "must be an http(s) URL"));
-            }
-            check_concurrency(m.concurrency)
-                .map_err(|msg| at.error(None, "optimizer.meta.concurrency", msg))?;
+        if let Some(meta) = &self.meta {
+            meta.validate(at)?;
         }
-        if let Some(token) = &self.generic.token {
-            check_secret(token).map_err(|m| at.error(None, "optimizer.generic.token", m))?;
-        }
-        check_concurrency(self.generic.concurrency)
-            .map_err(|m| at.error(None, "optimizer.generic.concurrency", m))?;
+        self.generic.validate(at)?;
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut entities: HashMap<String, String> = HashMap::new();
         for (i, spanned) in self.campaigns.iter().enumerate() {
@@ -617,22 +418,14 @@ impl OptimizerConfig {
                 .google_ads
                 .as_ref()
                 .map(|g| g.concurrency)
-                .unwrap_or(default_concurrency()),
+                .unwrap_or(crate::ads::DEFAULT_CONCURRENCY),
             concurrency_meta: self
                 .meta
                 .as_ref()
                 .map(|m| m.concurrency)
-                .unwrap_or(default_concurrency()),
+                .unwrap_or(crate::ads::DEFAULT_CONCURRENCY),
             concurrency_generic: self.generic.concurrency,
         }
-    }
-}
-
-fn check_concurrency(n: usize) -> Result<(), String> {
-    if (1..=1000).contains(&n) {
-        Ok(())
-    } else {
-        Err(format!("must be between 1 and 1000, got {n}"))
     }
 }
 

@@ -1,7 +1,7 @@
-//! The hourly optimizer's domain: campaigns, metrics, the pure CPA decision and its guardrails, and the run engine.
+//! The hourly optimizer's domain: campaigns, metrics, the pure CPA decision and its guardrails, the ports a
+//! run uses. The run itself (the `Engine`) is hourly-optimizer's use case and lives in that crate.
 
 pub mod decide;
-pub mod engine;
 pub mod memory;
 pub mod plan;
 pub mod ports;
@@ -10,6 +10,31 @@ pub mod units;
 use serde::{Deserialize, Serialize};
 
 pub use decide::{Action, Clamp, Decision, DecisionInput, Rule, decide};
+
+/// Run-wide settings of an optimizer run (from `[optimizer]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Most changes one run makes across all campaigns; `None` for no cap.
+    pub max_changes_per_run: Option<u32>,
+    /// Send a message even when a run changed, skipped and failed nothing.
+    pub notify_when_idle: bool,
+    /// Concurrent calls per platform.
+    pub concurrency_google_ads: usize,
+    pub concurrency_meta: usize,
+    pub concurrency_generic: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_changes_per_run: None,
+            notify_when_idle: false,
+            concurrency_google_ads: 10,
+            concurrency_meta: 10,
+            concurrency_generic: 10,
+        }
+    }
+}
 
 /// An ad platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Campaign, Decision, Metrics, Mode};
+use super::{Campaign, Decision, Metrics, Mode, Rule};
 use crate::error::{ErrorClass, Retryable};
 use crate::ports::StoreError;
 
@@ -352,4 +352,24 @@ pub struct RunSummary<'a> {
     pub run_id: &'a str,
     pub title: &'a str,
     pub entries: &'a [JournalEntry],
+}
+
+/// The reason given to campaigns a run had no time left for.
+pub const OUT_OF_TIME: &str = "the invocation ran out of time before reaching this campaign; the next hourly run evaluates it";
+
+/// Whether an entry belongs in the run's message: changes, failures, and skips for lack of data, the
+/// per-run cap or time.
+pub fn is_noteworthy(e: &JournalEntry) -> bool {
+    match e.outcome {
+        OutcomeKind::Applied
+        | OutcomeKind::DryRun
+        | OutcomeKind::NotifyOnly
+        | OutcomeKind::Failed => true,
+        OutcomeKind::Skipped => {
+            e.rule.as_deref() == Some(Rule::InsufficientData.as_str())
+                || e.reason.contains("per-run change cap")
+                || e.reason.contains(OUT_OF_TIME)
+        }
+        OutcomeKind::Unchanged => false,
+    }
 }

@@ -51,30 +51,65 @@ impl ConsentSnapshot {
     }
 }
 
-/// Enroll a person in an email sequence. Body of a message on the email queue.
+/// What every fan-out message carries, whatever its queue: version, kind, the effect's idempotency key,
+/// who it is about and why. Flattened into each action's JSON (the wire format has these at the top).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailAction {
-    /// Schema version; see [`EmailAction::VERSION`].
+pub struct ActionHeader {
+    /// Schema version; see the action's `VERSION`.
     pub version: u32,
-    /// Always [`EMAIL_ENROLL`].
+    /// The message kind, e.g. [`EMAIL_ENROLL`] or [`AUDIENCE_ADD`].
     pub kind: String,
-    /// Idempotency key of the enrollment (person x sequence).
+    /// Idempotency key of the downstream effect (person x destination).
     pub effect_key: String,
     /// The submission that triggered it.
     pub lead_id: LeadId,
     /// The profile's key (SHA-256 of the email).
     pub profile_key: String,
+    /// Normalized email; audience consumers hash it per platform rules.
     pub email: crate::domain::Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    pub consent: ConsentSnapshot,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ActionHeader {
+    /// The header of a message about `profile`, for the effect `action` at `destination`.
+    pub fn new(
+        version: u32,
+        kind: &str,
+        profile: &Profile,
+        lead_id: &LeadId,
+        (destination, action): (&str, &str),
+        now: DateTime<Utc>,
+    ) -> Self {
+        let key = profile.key();
+        ActionHeader {
+            version,
+            kind: kind.to_string(),
+            effect_key: effect_key(&key, destination, action),
+            lead_id: lead_id.clone(),
+            profile_key: key,
+            email: profile.email.clone(),
+            segment: profile.decision.as_ref().and_then(|d| d.segment.clone()),
+            consent: ConsentSnapshot::of(profile),
+            created_at: now,
+        }
+    }
+}
+
+/// Enroll a person in an email sequence. Body of a message on the email queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAction {
+    /// Version [`EmailAction::VERSION`], kind [`EMAIL_ENROLL`], the enrollment's key (person x sequence).
+    #[serde(flatten)]
+    pub header: ActionHeader,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_name: Option<String>,
     pub sequence: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
     pub score: i64,
-    pub consent: ConsentSnapshot,
-    pub created_at: DateTime<Utc>,
 }
 
 impl EmailAction {
@@ -89,24 +124,13 @@ impl EmailAction {
 /// Add a person to an ad audience. Body of a message on the audience queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudienceAction {
-    /// Schema version; see [`AudienceAction::VERSION`].
-    pub version: u32,
-    /// Always [`AUDIENCE_ADD`].
-    pub kind: String,
-    /// Idempotency key of the add (person x audience).
-    pub effect_key: String,
-    pub lead_id: LeadId,
-    pub profile_key: String,
-    /// Normalized email; the consumer hashes it per platform rules.
-    pub email: crate::domain::Email,
+    /// Version [`AudienceAction::VERSION`], kind [`AUDIENCE_ADD`], the add's key (person x audience).
+    #[serde(flatten)]
+    pub header: ActionHeader,
     /// E.164 (or digits) phone, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     pub audience: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
-    pub consent: ConsentSnapshot,
-    pub created_at: DateTime<Utc>,
 }
 
 impl AudienceAction {
@@ -177,42 +201,38 @@ pub fn plan(profile: &Profile, lead_id: &LeadId, now: DateTime<Utc>) -> FanOut {
     let Some(decision) = &profile.decision else {
         return FanOut::default();
     };
-    let key = profile.key();
-    let consent = ConsentSnapshot::of(profile);
     let email = decision
         .sequences
         .iter()
         .map(|sequence| EmailAction {
-            version: EmailAction::VERSION,
-            kind: EMAIL_ENROLL.to_string(),
-            effect_key: effect_key(&key, &EmailAction::destination(sequence), "enroll"),
-            lead_id: lead_id.clone(),
-            profile_key: key.clone(),
-            email: profile.email.clone(),
+            header: ActionHeader::new(
+                EmailAction::VERSION,
+                EMAIL_ENROLL,
+                profile,
+                lead_id,
+                (&EmailAction::destination(sequence), "enroll"),
+                now,
+            ),
             first_name: profile.display_first_name().map(str::to_string),
             last_name: profile.field("last_name").map(str::to_string),
             sequence: sequence.clone(),
-            segment: decision.segment.clone(),
             score: decision.score,
-            consent: consent.clone(),
-            created_at: now,
         })
         .collect();
     let audience = decision
         .audiences
         .iter()
         .map(|audience| AudienceAction {
-            version: AudienceAction::VERSION,
-            kind: AUDIENCE_ADD.to_string(),
-            effect_key: effect_key(&key, &AudienceAction::destination(audience), "add"),
-            lead_id: lead_id.clone(),
-            profile_key: key.clone(),
-            email: profile.email.clone(),
+            header: ActionHeader::new(
+                AudienceAction::VERSION,
+                AUDIENCE_ADD,
+                profile,
+                lead_id,
+                (&AudienceAction::destination(audience), "add"),
+                now,
+            ),
             phone: profile.field("phone").map(str::to_string),
             audience: audience.clone(),
-            segment: decision.segment.clone(),
-            consent: consent.clone(),
-            created_at: now,
         })
         .collect();
     FanOut { email, audience }
@@ -248,7 +268,7 @@ mod tests {
         let plan = plan(&p, &id, p.created_at);
         assert_eq!(plan.email.len(), 1);
         assert_eq!(plan.audience.len(), 2);
-        assert_eq!(plan.email[0].consent.status, "unknown");
+        assert_eq!(plan.email[0].header.consent.status, "unknown");
     }
 
     #[test]
@@ -257,8 +277,11 @@ mod tests {
         let a = plan(&p, &id, p.created_at);
         let other_submission = LeadId::new(p.created_at, 2);
         let b = plan(&p, &other_submission, p.created_at);
-        assert_eq!(a.email[0].effect_key, b.email[0].effect_key);
-        assert_ne!(a.audience[0].effect_key, a.audience[1].effect_key);
+        assert_eq!(a.email[0].header.effect_key, b.email[0].header.effect_key);
+        assert_ne!(
+            a.audience[0].header.effect_key,
+            a.audience[1].header.effect_key
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod ports;
 pub mod profile;
 pub mod rules;
 
-pub use fanout::{AudienceAction, EmailAction, FanOut};
+pub use fanout::{ActionHeader, AudienceAction, EmailAction, FanOut};
 pub use ports::{Claim, EffectLedger, EffectOutcome, ProfileStore, Saved, Versioned};
 pub use profile::{CrmRecord, Merge, Profile, RoutingView, Submission};
 pub use rules::{Decision, RuleSet};

@@ -1,118 +1,66 @@
 //! Slack incoming-webhook notifier for optimizer runs: Block Kit sections, 1 message/s pacing, `Retry-After`.
+//!
+//! The connector roles: `config.rs` (the file section), `request.rs` (pure message rendering and reply
+//! classification), `client.rs` (the webhook calls). This module holds the preview and the notifier
+//! chosen from the config.
 
+#[cfg(feature = "http-client")]
+pub mod client;
+pub mod config;
+#[cfg(feature = "http-client")]
 pub mod request;
 
-use std::sync::Mutex;
-use std::time::Duration;
+#[cfg(feature = "http-client")]
+pub use client::{SlackConfig, SlackNotifier};
+pub use config::SlackSettings;
+#[cfg(feature = "http-client")]
+pub use notifier::{RunNotifier, SlackPreview};
 
-use serde_json::Value;
-use tokio::time::Instant;
+#[cfg(feature = "http-client")]
+mod notifier {
+    use std::sync::Mutex;
 
-use crate::connector::{self, ConnectorError, Outcome, RetryPolicy, Secret};
-use crate::error::Retryable;
-use crate::optimizer::ports::{Delivery, Notifier, NotifyError, RunSummary};
+    use serde_json::Value;
 
-/// Slack webhook settings, with the URL resolved.
-#[derive(Debug, Clone)]
-pub struct SlackConfig {
-    /// The webhook URL; it embeds a token, so it is a secret and never logged.
-    pub webhook_url: Secret,
-    /// Minimum gap between messages (Slack allows one per second).
-    pub min_interval: Duration,
-    pub retry: RetryPolicy,
-}
+    use super::{SlackNotifier, request};
+    use crate::optimizer::ports::{Delivery, Notifier, NotifyError, RunSummary};
 
-/// Posts run messages to a Slack incoming webhook.
-#[derive(Debug)]
-pub struct SlackNotifier {
-    http: reqwest::Client,
-    config: SlackConfig,
-    last_sent: tokio::sync::Mutex<Option<Instant>>,
-}
+    /// Renders the messages a run would send, without sending them (demo, Slack not configured).
+    #[derive(Debug, Default)]
+    pub struct SlackPreview {
+        messages: Mutex<Vec<Value>>,
+    }
 
-impl SlackNotifier {
-    /// A notifier over a shared HTTP client.
-    pub fn new(http: reqwest::Client, config: SlackConfig) -> Self {
-        SlackNotifier {
-            http,
-            config,
-            last_sent: tokio::sync::Mutex::new(None),
+    impl SlackPreview {
+        /// The messages rendered so far.
+        pub fn messages(&self) -> Vec<Value> {
+            self.messages.lock().map(|m| m.clone()).unwrap_or_default()
         }
     }
 
-    /// Sends one message, after the pacing gap, retrying 429 (after `Retry-After`) and 5xx.
-    pub async fn send(&self, message: &Value) -> Result<(), ConnectorError> {
-        let mut last = self.last_sent.lock().await;
-        if let Some(at) = *last {
-            tokio::time::sleep_until(at + self.config.min_interval).await;
-        }
-        let url = self.config.webhook_url.expose().to_string();
-        let result = connector::send_with_retry("slack", &self.config.retry, |_| {
-            let request = self.http.post(&url).json(message);
-            async move {
-                match connector::send(request).await {
-                    Err(reason) => Outcome::Retryable {
-                        reason,
-                        retry_after: None,
-                    },
-                    Ok(reply) => request::classify(&reply),
-                }
+    impl Notifier for SlackPreview {
+        async fn notify(&self, summary: &RunSummary<'_>) -> Result<Delivery, NotifyError> {
+            let rendered = request::run_messages(summary);
+            if let Ok(mut messages) = self.messages.lock() {
+                messages.extend(rendered.iter().cloned());
             }
-        })
-        .await;
-        *last = Some(Instant::now());
-        result
-    }
-}
-
-impl Notifier for SlackNotifier {
-    async fn notify(&self, summary: &RunSummary<'_>) -> Result<Delivery, NotifyError> {
-        let messages = request::run_messages(summary);
-        for message in &messages {
-            self.send(message).await.map_err(|e| NotifyError {
-                class: e.class(),
-                reason: e.to_string(),
-            })?;
+            Ok(Delivery::Rendered(rendered))
         }
-        Ok(Delivery::Sent(messages.len()))
     }
-}
 
-/// Renders the messages a run would send, without sending them (demo, Slack not configured).
-#[derive(Debug, Default)]
-pub struct SlackPreview {
-    messages: Mutex<Vec<Value>>,
-}
-
-impl SlackPreview {
-    /// The messages rendered so far.
-    pub fn messages(&self) -> Vec<Value> {
-        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    /// Either a real webhook or a preview, chosen from the config at cold start.
+    #[derive(Debug)]
+    pub enum RunNotifier {
+        Slack(SlackNotifier),
+        Preview(SlackPreview),
     }
-}
 
-impl Notifier for SlackPreview {
-    async fn notify(&self, summary: &RunSummary<'_>) -> Result<Delivery, NotifyError> {
-        let rendered = request::run_messages(summary);
-        if let Ok(mut messages) = self.messages.lock() {
-            messages.extend(rendered.iter().cloned());
-        }
-        Ok(Delivery::Rendered(rendered))
-    }
-}
-
-/// Either a real webhook or a preview, chosen from the config at cold start.
-#[derive(Debug)]
-pub enum RunNotifier {
-    Slack(SlackNotifier),
-    Preview(SlackPreview),
-}
-
-impl Notifier for RunNotifier {
-    async fn notify(&self, summary: &RunSummary<'_>) -> Result<Delivery, NotifyError> {
-        match self {
-            RunNotifier::Slack(s) => s.notify(summary).await,
-            RunNotifier::Preview(p) => p.notify(summary).await,
+    impl Notifier for RunNotifier {
+        async fn notify(&self, summary: &RunSummary<'_>) -> Result<Delivery, NotifyError> {
+            match self {
+                RunNotifier::Slack(s) => s.notify(summary).await,
+                RunNotifier::Preview(p) => p.notify(summary).await,
+            }
         }
     }
 }

@@ -3,8 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::connector::{Outcome, Reply};
-use crate::optimizer::engine::is_noteworthy;
-use crate::optimizer::ports::{Change, JournalEntry, OutcomeKind, RunSummary};
+use crate::optimizer::ports::{Change, JournalEntry, OutcomeKind, RunSummary, is_noteworthy};
 use crate::optimizer::units;
 
 /// Most blocks Slack accepts in one message.

@@ -1,29 +1,98 @@
-//! Builds the optimizer engine at cold start: config file, secrets (env or SSM), HTTP clients, connectors.
+//! Cold start: settings from the environment, every client (AWS config, secret store, optimizer table,
+//! config source) built once; and `engine`, which builds the engine from each config version (secrets,
+//! HTTP clients, connectors).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use fluxo::adapters::journal::DynamoOptimizerStore;
 use fluxo::ads::Platforms;
 use fluxo::ads::generic::{GenericClient, GenericConfig};
-use fluxo::ads::google::{GoogleAdsClient, GoogleAdsConfig, GoogleAuth};
+use fluxo::ads::google::{GoogleAdsClient, GoogleAdsConfig, GoogleAdsSettings, GoogleAuth};
 use fluxo::ads::meta::{MetaClient, MetaConfig};
+use fluxo::config::source::{ConfigSource, Location, SourceError};
 use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::{RetryPolicy, Secret, http_client};
+use fluxo::domain::fingerprint::FingerprintSetupError;
 use fluxo::error::{ErrorClass, Retryable};
-use fluxo::optimizer::engine::Engine;
 use fluxo::optimizer::ports::OptimizerStore;
-use fluxo::ports::{Clock, Randomness};
-use fluxo::secrets::{SecretError, SecretRef, SsmSecrets};
-use fluxo::settings::SettingError;
+use fluxo::ports::{Clock, Randomness, SystemClock, ThreadRandomness};
+use fluxo::secrets::{SecretError, SecretRef, SecretStore};
+use fluxo::settings::{self, Env, SettingError, Source};
 use fluxo::slack::{RunNotifier, SlackConfig, SlackNotifier, SlackPreview};
+
+use crate::engine::Engine;
+
+/// The engine as deployed: the configured platforms, the DynamoDB optimizer table, Slack or a preview.
+pub type LiveEngine = Engine<Platforms, DynamoOptimizerStore, RunNotifier>;
+
+/// The function's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `OPTIMIZER_TABLE`: snapshots, the journal and the per-entity change records.
+    pub table: String,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_source(&Env)
+    }
+
+    /// Reads the settings from any source.
+    pub fn from_source(src: &impl Source) -> Result<Self, SettingError> {
+        Ok(Settings {
+            table: settings::required(src, "OPTIMIZER_TABLE")?,
+        })
+    }
+}
+
+/// What a cold start builds once and every config version reuses.
+pub struct ColdStart {
+    /// The optimizer table.
+    pub store: DynamoOptimizerStore,
+    /// The secret store (environment, then SSM).
+    pub secrets: Secrets,
+}
+
+/// Settings, the AWS config and every client, once per cold start; the fingerprint key installed. A bad
+/// setting fails here, by name. Returns the clients and the config source (`LiveConfig` takes it over).
+pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
+    let settings = Settings::from_env()?;
+    let aws = fluxo::adapters::load_aws_config().await;
+    let secret_store = SecretStore::from_sdk_config(&aws);
+    fluxo::domain::fingerprint::install_from(&secret_store).await?;
+    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
+    let cold = ColdStart {
+        store: DynamoOptimizerStore::from_sdk_config(&aws, settings.table),
+        secrets: Secrets::Ssm(secret_store),
+    };
+    Ok((cold, source))
+}
+
+/// The live engine for one config version, on the wall clock and the thread's randomness.
+pub async fn build(cold: &ColdStart, loaded: LoadedConfig) -> Result<LiveEngine, SetupError> {
+    engine(
+        &loaded,
+        cold.store.clone(),
+        &cold.secrets,
+        Arc::new(SystemClock),
+        Arc::new(ThreadRandomness),
+    )
+    .await
+}
 
 /// A cold-start failure; each names the setting, file field or secret at fault.
 #[derive(Debug, thiserror::Error)]
-pub enum WiringError {
+pub enum SetupError {
     #[error(transparent)]
     Setting(#[from] SettingError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintSetupError),
     #[error("secret {what}: {source}")]
     Secret { what: String, source: SecretError },
     #[error("invalid campaign: {0}")]
@@ -32,10 +101,10 @@ pub enum WiringError {
     Http(String),
 }
 
-impl Retryable for WiringError {
+impl Retryable for SetupError {
     fn class(&self) -> ErrorClass {
         match self {
-            WiringError::Secret { source, .. } => source.class(),
+            SetupError::Secret { source, .. } => source.class(),
             _ => ErrorClass::Permanent,
         }
     }
@@ -44,24 +113,22 @@ impl Retryable for WiringError {
 /// Where secrets are read: the environment only (tests, demo) or the environment then SSM (Lambda).
 pub enum Secrets {
     EnvOnly,
-    Ssm(SsmSecrets),
+    Ssm(SecretStore),
 }
 
 impl Secrets {
     /// The secret's value. `what` names the setting in errors; the value is never logged.
-    pub async fn resolve(&self, what: &str, reference: &SecretRef) -> Result<Secret, WiringError> {
+    pub async fn resolve(&self, what: &str, reference: &SecretRef) -> Result<Secret, SetupError> {
         let value = match self {
             Secrets::EnvOnly => reference
                 .from_env()
                 .ok_or_else(|| SecretError::NotFound(reference.describe())),
             Secrets::Ssm(ssm) => ssm.resolve(reference).await,
         };
-        value
-            .map(Secret::new)
-            .map_err(|source| WiringError::Secret {
-                what: what.to_string(),
-                source,
-            })
+        value.map(Secret::new).map_err(|source| SetupError::Secret {
+            what: what.to_string(),
+            source,
+        })
     }
 }
 
@@ -79,15 +146,12 @@ macro_rules! client {
             Duration::from_secs(5),
             Duration::from_secs(($timeout_secs as u64).max(1)),
         )
-        .map_err(|e| WiringError::Http(e.to_string()))
+        .map_err(|e| SetupError::Http(e.to_string()))
     };
 }
 
 /// Google's credentials: a fixed access token, or the refresh-token flow.
-async fn google_auth(
-    g: &fluxo::config::optimizer::GoogleAdsSettings,
-    secrets: &Secrets,
-) -> Result<GoogleAuth, WiringError> {
+async fn google_auth(g: &GoogleAdsSettings, secrets: &Secrets) -> Result<GoogleAuth, SetupError> {
     match (
         &g.access_token,
         &g.oauth_client_id,
@@ -111,14 +175,14 @@ async fn google_auth(
                     .await?,
             })
         }
-        _ => Err(WiringError::Campaign(
+        _ => Err(SetupError::Campaign(
             "optimizer.google_ads: give access_token or the oauth_* settings".into(),
         )),
     }
 }
 
 /// The platform clients for the config (only the platforms it configures).
-pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platforms, WiringError> {
+pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platforms, SetupError> {
     let o = &loaded.config.optimizer;
     let google_ads = match &o.google_ads {
         Some(g) => Some(GoogleAdsClient::new(
@@ -166,10 +230,7 @@ pub async fn platforms(loaded: &LoadedConfig, secrets: &Secrets) -> Result<Platf
 }
 
 /// The Slack notifier, or a preview (rendered, not sent) when no webhook is configured.
-pub async fn notifier(
-    loaded: &LoadedConfig,
-    secrets: &Secrets,
-) -> Result<RunNotifier, WiringError> {
+pub async fn notifier(loaded: &LoadedConfig, secrets: &Secrets) -> Result<RunNotifier, SetupError> {
     match &loaded.config.optimizer.slack {
         Some(slack) => Ok(RunNotifier::Slack(SlackNotifier::new(
             client!(10)?,
@@ -196,9 +257,9 @@ pub async fn engine<S: OptimizerStore>(
     secrets: &Secrets,
     clock: Arc<dyn Clock>,
     randomness: Arc<dyn Randomness>,
-) -> Result<Engine<Platforms, S, RunNotifier>, WiringError> {
+) -> Result<Engine<Platforms, S, RunNotifier>, SetupError> {
     let o = &loaded.config.optimizer;
-    let campaigns = o.resolve_campaigns().map_err(WiringError::Campaign)?;
+    let campaigns = o.resolve_campaigns().map_err(SetupError::Campaign)?;
     let platforms = platforms(loaded, secrets).await?;
     let notifier = notifier(loaded, secrets).await?;
     Ok(Engine::new(
