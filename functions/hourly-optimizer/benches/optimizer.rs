@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use fake_ad_platform::{self as fake_platform, FakePlatform};
 use fluxo::ads::Platforms;
 use fluxo::ads::generic::{GenericClient, GenericConfig};
 use fluxo::connector::{RetryPolicy, http_client};
@@ -15,7 +16,6 @@ use fluxo::optimizer::memory::MemoryStore;
 use fluxo::optimizer::{Campaign, EntityKind, GenericEndpoints, Guardrails, Mode, Platform};
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::slack::SlackPreview;
-use fake_ad_platform::{self as fake_platform, FakePlatform};
 use hourly_optimizer::engine::{Engine, EngineSettings};
 
 const CAMPAIGNS: usize = 10_000;
