@@ -14,6 +14,7 @@ pub mod local;
 pub mod optimizer;
 pub mod paths;
 pub mod proc;
+pub mod progress;
 pub mod rehearsal;
 pub mod stack;
 pub mod template;
