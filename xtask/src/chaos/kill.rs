@@ -14,6 +14,8 @@ pub struct Target {
     pub binary: PathBuf,
     /// `AWS_ENDPOINT_URL` as this stack gives it to its functions.
     pub endpoint: String,
+    /// A source file of the function, touched after a kill so watch restarts it.
+    pub source: PathBuf,
 }
 
 /// The pids of the target's running processes.
@@ -36,6 +38,15 @@ pub fn pids(target: &Target) -> Vec<i32> {
             })
         })
         .collect()
+}
+
+/// `cargo lambda watch` (1.9) does not start a function again after its process died: every later
+/// invocation hangs. Touching a source file of the function makes watch (run with reloads on) restart
+/// it, as Lambda would start a new execution environment; cargo relinks it first.
+pub fn restart_under_watch(source: &std::path::Path) -> Result<()> {
+    let file = std::fs::File::options().append(true).open(source)?;
+    file.set_modified(std::time::SystemTime::now())?;
+    Ok(())
 }
 
 /// SIGKILLs every running process of the target; returns their pids.

@@ -15,8 +15,11 @@ pub const OHA_VERSION: &str = "1.16.0";
 pub async fn ensure_oha() -> Result<PathBuf> {
     let root = paths::state_dir().join("tools");
     let bin = root.join("bin").join("oha");
-    let stamp = root.join(".oha-version");
-    if bin.exists() && std::fs::read_to_string(&stamp).is_ok_and(|v| v.trim() == OHA_VERSION) {
+    let installed = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(OHA_VERSION));
+    if installed {
         return Ok(bin);
     }
     println!("▶ cargo install oha {OHA_VERSION} into .fluxo/tools (first time: several minutes)");
@@ -27,7 +30,6 @@ pub async fn ensure_oha() -> Result<PathBuf> {
             .arg(&root),
     )
     .await?;
-    std::fs::write(&stamp, OHA_VERSION)?;
     Ok(bin)
 }
 

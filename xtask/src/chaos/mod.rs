@@ -129,6 +129,11 @@ pub async fn run(args: ChaosArgs) -> Result<bool> {
         kill::Target {
             binary: paths::root().join("target").join("debug").join("lead-router"),
             endpoint: aws_proxy.url.clone(),
+            source: paths::root()
+                .join("functions")
+                .join("lead-router")
+                .join("src")
+                .join("main.rs"),
         },
     );
     let mut vendor_proxy = proxy::Proxy::start(0, &crm.uri(), vendor_faults.clone()).await?;
@@ -142,7 +147,8 @@ pub async fn run(args: ChaosArgs) -> Result<bool> {
         api_port: PortChoice::Any,
         config: Some(config),
         parameters: Default::default(),
-        reload: false,
+        // Reloads on: the only way to make watch start a killed function again (see kill.rs).
+        reload: profile.kills > 0,
         schedules: false,
         event_sources: false,
         show_output: false,
@@ -256,7 +262,8 @@ async fn settle(stack: &RunningStack, limit: Duration) -> Result<bool> {
 /// Runs the receiver's sweep until it finds nothing left to queue.
 async fn sweep(stack: &RunningStack) -> Result<()> {
     let http = reqwest::Client::new();
-    for _ in 0..10 {
+    // A lead whose enqueue claim could not be released waits for the claim to expire (30 s).
+    for _ in 0..20 {
         let event = esm::scheduled_event_now("chaos-sweep");
         let r = esm::invoke(&http, &stack.invoke_url, "webhook-receiver", &event, Duration::from_secs(60)).await?;
         let report: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
@@ -264,7 +271,7 @@ async fn sweep(stack: &RunningStack) -> Result<()> {
         if report["found"].as_u64() == Some(0) {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     Ok(())
 }

@@ -129,6 +129,9 @@ impl Plan for VendorFaults {
             Ok(pids) if !pids.is_empty() => {
                 self.kills.fetch_add(1, Ordering::SeqCst);
                 println!("  ☠ SIGKILL lead-router (pid {pids:?}) after its CRM call took effect");
+                if let Err(e) = kill::restart_under_watch(&self.router.source) {
+                    println!("  ! could not ask watch to restart lead-router: {e:#}");
+                }
             }
             Ok(_) => println!("  ! no lead-router process found to kill"),
             Err(e) => println!("  ! killing lead-router failed: {e:#}"),
