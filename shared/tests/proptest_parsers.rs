@@ -278,12 +278,7 @@ fn config_text() -> impl Strategy<Value = String> {
     let mutated = prop::collection::vec(
         (
             0..n,
-            prop_oneof![
-                Just(0u8),
-                Just(1u8),
-                Just(2u8),
-                Just(3u8)
-            ],
+            prop_oneof![Just(0u8), Just(1u8), Just(2u8), Just(3u8)],
             prop_oneof![
                 Just("0".to_string()),
                 Just("-1".to_string()),

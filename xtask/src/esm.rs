@@ -426,7 +426,10 @@ async fn deliver(
         let twin = invoke(http, invoke_base, &m.function, &event, m.invoke_timeout);
         let (first, twin) = tokio::join!(first, twin);
         if let Err(e) = twin {
-            println!("[esm] {} -> {}: duplicate delivery failed: {e:#}", m.queue_id, m.function);
+            println!(
+                "[esm] {} -> {}: duplicate delivery failed: {e:#}",
+                m.queue_id, m.function
+            );
         }
         first
     } else {
@@ -475,7 +478,8 @@ async fn deliver(
 }
 
 /// Chaos mode (`cargo xtask chaos`): every batch is delivered twice.
-static DUPLICATE_DELIVERY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static DUPLICATE_DELIVERY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Turns the duplicate-delivery mode on or off for every mapping of this process.
 pub fn set_duplicate_delivery(on: bool) {

@@ -29,12 +29,20 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Decodes and normalizes one body; fails the case on a slow answer or an empty error message.
-fn check(rt: &tokio::runtime::Runtime, content_type: Option<&str>, bytes: &[u8]) -> Result<bool, TestCaseError> {
+fn check(
+    rt: &tokio::runtime::Runtime,
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<bool, TestCaseError> {
     let start = Instant::now();
     let decoded = rt.block_on(body::decode(content_type, bytes));
     let accepted = match decoded {
         Ok(fields) => {
-            prop_assert!(fields.len() <= MAX_FIELDS, "{} fields accepted", fields.len());
+            prop_assert!(
+                fields.len() <= MAX_FIELDS,
+                "{} fields accepted",
+                fields.len()
+            );
             let at = chrono::Utc::now();
             match intake::normalize(&fields, None, at, &IntakeSettings::default()) {
                 Ok(_) => true,
@@ -57,7 +65,11 @@ fn check(rt: &tokio::runtime::Runtime, content_type: Option<&str>, bytes: &[u8])
         }
     };
     let took = start.elapsed();
-    prop_assert!(took < BOUND, "{content_type:?} body of {} bytes took {took:?}", bytes.len());
+    prop_assert!(
+        took < BOUND,
+        "{content_type:?} body of {} bytes took {took:?}",
+        bytes.len()
+    );
     Ok(accepted)
 }
 
@@ -72,7 +84,9 @@ fn content_type() -> impl Strategy<Value = Option<String>> {
         Just(Some("multipart/form-data; boundary=XyZ".to_string())),
         Just(Some("multipart/form-data".to_string())),
         Just(Some("multipart/form-data; boundary=".to_string())),
-        Just(Some("multipart/form-data; boundary=\"a b\"; boundary=other".to_string())),
+        Just(Some(
+            "multipart/form-data; boundary=\"a b\"; boundary=other".to_string()
+        )),
         Just(Some("text/plain".to_string())),
         Just(Some("application/xml".to_string())),
         Just(Some("application/json, text/plain".to_string())),

@@ -73,10 +73,7 @@ impl Plan for AwsFaults {
                 };
                 Action::Respond {
                     status: 500,
-                    headers: vec![(
-                        "content-type".into(),
-                        "application/x-amz-json-1.0".into(),
-                    )],
+                    headers: vec![("content-type".into(), "application/x-amz-json-1.0".into())],
                     body: format!(r#"{{"__type":"{code}","message":"chaos: injected fault"}}"#),
                 }
             }

@@ -49,7 +49,12 @@ pub fn make(run: &str, n: usize) -> Vec<(String, String, serde_json::Value)> {
 }
 
 /// Posts one lead once; `0` when no answer came.
-async fn post(http: &reqwest::Client, api: &str, key: &str, body: &serde_json::Value) -> (u16, Option<String>) {
+async fn post(
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, Option<String>) {
     match http
         .post(format!("{api}/leads"))
         .header("idempotency-key", key)

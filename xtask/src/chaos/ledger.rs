@@ -217,7 +217,11 @@ pub async fn queue_bodies(sdk: &SdkConfig, url: &str, hold_secs: i32) -> Result<
         if r.messages().is_empty() {
             empty += 1;
         }
-        out.extend(r.messages().iter().filter_map(|m| m.body().map(str::to_string)));
+        out.extend(
+            r.messages()
+                .iter()
+                .filter_map(|m| m.body().map(str::to_string)),
+        );
     }
     Ok(out)
 }
@@ -257,7 +261,10 @@ pub async fn check(
         }
         let in_dlq = &dlqs[d.dlq];
         // A lead stuck in the leads DLQ never reached the fan-out either.
-        let leads_dlq = dlqs.get("LeadsDeadLetterQueue").cloned().unwrap_or_default();
+        let leads_dlq = dlqs
+            .get("LeadsDeadLetterQueue")
+            .cloned()
+            .unwrap_or_default();
         let mut t = Tally {
             accepted: accepted.len(),
             ..Tally::default()

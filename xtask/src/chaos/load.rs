@@ -26,7 +26,14 @@ pub async fn ensure_oha() -> Result<PathBuf> {
     proc::run(
         "cargo install oha",
         proc::command("cargo", &paths::root())
-            .args(["install", "oha", "--locked", "--version", OHA_VERSION, "--root"])
+            .args([
+                "install",
+                "oha",
+                "--locked",
+                "--version",
+                OHA_VERSION,
+                "--root",
+            ])
             .arg(&root),
     )
     .await?;
@@ -74,7 +81,10 @@ fn body_lines(run: &str, unique: usize) -> (Vec<String>, Vec<String>) {
         emails.push(email);
     }
     for i in 0..unique / 5 {
-        lines.push(serde_json::json!({"nome": format!("Bad {i}"), "email": format!("not-an-email-{i}")}).to_string());
+        lines.push(
+            serde_json::json!({"nome": format!("Bad {i}"), "email": format!("not-an-email-{i}")})
+                .to_string(),
+        );
     }
     (lines, emails)
 }
@@ -95,7 +105,15 @@ pub async fn run(api: &str, run: &str, requests: u64, concurrency: u64) -> Resul
     proc::run(
         "oha",
         proc::command(&oha, &paths::root())
-            .args(["--no-tui", "--output-format", "json", "-m", "POST", "-T", "application/json"])
+            .args([
+                "--no-tui",
+                "--output-format",
+                "json",
+                "-m",
+                "POST",
+                "-T",
+                "application/json",
+            ])
             .args(["-n", &requests.to_string(), "-c", &concurrency.to_string()])
             .args(["-t", "60s"])
             .arg("-Z")
@@ -105,7 +123,8 @@ pub async fn run(api: &str, run: &str, requests: u64, concurrency: u64) -> Resul
             .arg(format!("{api}/leads")),
     )
     .await?;
-    let text = std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).context("oha's JSON output")?;
     let map = |key: &str| -> BTreeMap<String, u64> {
         v.get(key)

@@ -68,8 +68,13 @@ impl Action {
     pub fn label(&self) -> &'static str {
         match self {
             Action::Forward => "forwarded",
-            Action::Respond { status, headers, .. } => match status {
-                429 if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("retry-after")) => {
+            Action::Respond {
+                status, headers, ..
+            } => match status {
+                429 if headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("retry-after")) =>
+                {
                     "429 with Retry-After"
                 }
                 429 => "429 without Retry-After",
@@ -319,7 +324,11 @@ async fn forward(
     let headers = response
         .headers()
         .iter()
-        .filter(|(k, _)| !HOP_BY_HOP.iter().any(|h| k.as_str().eq_ignore_ascii_case(h)))
+        .filter(|(k, _)| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| k.as_str().eq_ignore_ascii_case(h))
+        })
         .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let body = response.bytes().await?.to_vec();
@@ -428,7 +437,10 @@ mod tests {
 
     #[test]
     fn a_chunked_body_is_decoded_once_complete() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), Some(b"abcde".to_vec()));
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+            Some(b"abcde".to_vec())
+        );
         assert_eq!(dechunk(b"3\r\nab"), None);
     }
 }

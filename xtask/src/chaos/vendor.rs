@@ -28,7 +28,10 @@ pub async fn crm_fake() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(CRM_PATH))
-        .and(header("authorization", format!("Bearer {CRM_TOKEN}").as_str()))
+        .and(header(
+            "authorization",
+            format!("Bearer {CRM_TOKEN}").as_str(),
+        ))
         .and(header("content-type", "application/json"))
         .and(header_exists("idempotency-key"))
         .respond_with(ResponseTemplate::new(201).set_body_string(r#"{"id":"contact"}"#))
@@ -69,7 +72,13 @@ pub struct VendorFaults {
 }
 
 impl VendorFaults {
-    pub fn new(percent: u32, kills: u32, kill_every: u64, slow: Duration, router: kill::Target) -> Arc<Self> {
+    pub fn new(
+        percent: u32,
+        kills: u32,
+        kill_every: u64,
+        slow: Duration,
+        router: kill::Target,
+    ) -> Arc<Self> {
         Arc::new(VendorFaults {
             percent: AtomicU32::new(percent),
             kills_left: AtomicU32::new(kills),
@@ -94,7 +103,7 @@ impl Plan for VendorFaults {
     fn decide(&self, _request: &Request) -> Action {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if self.kill_every > 0
-            && n % self.kill_every == 0
+            && n.is_multiple_of(self.kill_every)
             && self
                 .kills_left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
