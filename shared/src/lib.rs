@@ -16,9 +16,11 @@
 
 pub mod ads;
 pub mod analytics;
+pub mod audience;
 pub mod config;
 pub mod crm;
 pub mod domain;
+pub mod email;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;
@@ -29,6 +31,7 @@ pub mod routing;
 pub mod secrets;
 pub mod settings;
 pub mod slack;
+pub mod sources;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -3,7 +3,9 @@
 // Tests may unwrap: a failure here is a test failure, with the panic message as its report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audience;
 mod config;
+mod email;
 mod lead_router;
 mod optimizer;
 mod receiver;

@@ -7,7 +7,8 @@ use fluxo::adapters::sqs::SqsQueue;
 use fluxo::envelope::LeadEnvelope;
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use lambda_http::{Body, Request};
-use webhook_receiver::{Receiver, ReceiverConfig};
+use webhook_receiver::Receiver;
+use webhook_receiver::setup::Settings as ReceiverSettings;
 use xtask::stack::StackInfo;
 
 use crate::support;
@@ -34,7 +35,7 @@ fn receiver_with(
         ("DEFAULT_COUNTRY", "BR"),
     ];
     env.extend_from_slice(settings);
-    let config = ReceiverConfig::from_source(&Settings(env)).unwrap();
+    let config = ReceiverSettings::from_source(&Settings(env)).unwrap();
     Receiver::new(
         config,
         DynamoIntakeStore::from_sdk_config(sdk, table),

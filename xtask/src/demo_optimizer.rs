@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use fake_ad_platform::{self as fake_platform, FakePlatform};
 use fluxo::adapters::journal::DynamoOptimizerStore;
-use hourly_optimizer::fake_platform::{self, FakePlatform};
 use serde_json::Value;
 
 use crate::demo::{DemoContext, Step};

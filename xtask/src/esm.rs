@@ -419,7 +419,23 @@ async fn deliver(
 ) -> Result<()> {
     let event = events::sqs_event(&batch, &m.queue.arn, LOCAL_REGION);
     let ids: BTreeSet<String> = batch.iter().map(|b| b.message_id.clone()).collect();
-    let outcome = match invoke(http, invoke_base, &m.function, &event, m.invoke_timeout).await {
+    let first = invoke(http, invoke_base, &m.function, &event, m.invoke_timeout);
+    let invoked = if duplicate_delivery() {
+        // Chaos: SQS is at-least-once; this delivery's twin runs at the same time. The first
+        // delivery's answer decides what is deleted.
+        let twin = invoke(http, invoke_base, &m.function, &event, m.invoke_timeout);
+        let (first, twin) = tokio::join!(first, twin);
+        if let Err(e) = twin {
+            println!(
+                "[esm] {} -> {}: duplicate delivery failed: {e:#}",
+                m.queue_id, m.function
+            );
+        }
+        first
+    } else {
+        first.await
+    };
+    let outcome = match invoked {
         Err(e) => BatchOutcome::AllFailed(format!("{e:#}")),
         Ok(r) if !r.succeeded() => BatchOutcome::AllFailed(format!(
             "HTTP {} {}: {}",
@@ -459,6 +475,19 @@ async fn deliver(
         ),
     }
     Ok(())
+}
+
+/// Chaos mode (`cargo xtask chaos`): every batch is delivered twice.
+static DUPLICATE_DELIVERY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the duplicate-delivery mode on or off for every mapping of this process.
+pub fn set_duplicate_delivery(on: bool) {
+    DUPLICATE_DELIVERY.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn duplicate_delivery() -> bool {
+    DUPLICATE_DELIVERY.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The queue's attributes, for display.

@@ -1,6 +1,8 @@
 //! xtask library: the local stack (moto + cargo lambda watch + event-source mapping) and the task runner's commands.
 
+pub mod chaos;
 pub mod demo;
+pub mod demo_audience;
 pub mod demo_optimizer;
 pub mod demo_reports;
 pub mod demo_router;
@@ -13,6 +15,7 @@ pub mod local;
 pub mod optimizer;
 pub mod paths;
 pub mod proc;
+pub mod progress;
 pub mod rehearsal;
 pub mod stack;
 pub mod template;

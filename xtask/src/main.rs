@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
-use xtask::{demo, deploy, dev, init_time, optimizer, testing, tools};
+use xtask::{chaos, demo, deploy, dev, init_time, optimizer, testing, tools};
 
 /// Fluxo's task runner: the local stack, checks, packaging and deployment.
 #[derive(Debug, Parser)]
@@ -29,6 +29,8 @@ enum Command {
     Dev(dev::DevOptions),
     /// fmt, clippy, template checks, unit and integration tests
     Test(testing::TestArgs),
+    /// Reliability harness: faults, duplicates, kills, hostile input and load, then the ledger check
+    Chaos(chaos::ChaosArgs),
     /// Release arm64 bootstraps with cargo-lambda, and their sizes
     Package,
     /// cargo bench --workspace ARGS
@@ -50,6 +52,7 @@ async fn execute(command: Command) -> Result<bool> {
         Command::Demo(args) => demo::run(args.config).await?,
         Command::Dev(opts) => dev::run(opts).await?,
         Command::Test(args) => testing::run(args.config).await?,
+        Command::Chaos(args) => return chaos::run(args).await,
         Command::Package => tools::package().await?,
         Command::Bench(args) => tools::bench(&args.args).await?,
         Command::CheckConfig(args) => return Ok(tools::check_config(&args.file)),
@@ -180,6 +183,8 @@ mod tests {
         for line in [
             "demo",
             "test",
+            "chaos",
+            "chaos --profile long",
             "dev",
             "dev --param DefaultCountry=BR",
             "dev --config config/examples/demo.toml --moto-port 4566 --api-port 9000 --schedule",

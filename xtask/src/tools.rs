@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::template::{EventSource, Template};
-use crate::{esm, paths, proc, venv};
+use crate::{esm, paths, proc, progress, venv};
 
 /// `cargo xtask bench [args]`: the criterion benchmarks.
 pub async fn bench(args: &[String]) -> Result<()> {
@@ -143,11 +143,15 @@ pub async fn package() -> Result<()> {
     let root = paths::root();
     let packages = function_packages()?;
     if has_rustup() {
-        proc::run(
-            "rustup target add",
-            proc::command("rustup", &root).args(["target", "add", "aarch64-unknown-linux-gnu"]),
-        )
-        .await?;
+        let log = progress::log_path("install-rustup-target.log")?;
+        progress::start_log(&log, "rustup target add aarch64-unknown-linux-gnu")?;
+        progress::run_logged(
+            "rustup target add aarch64-unknown-linux-gnu",
+            std::process::Command::new("rustup")
+                .current_dir(&root)
+                .args(["target", "add", "aarch64-unknown-linux-gnu"]),
+            &log,
+        )?;
     }
     println!(
         "▶ cargo lambda build --release --arm64 ({})",

@@ -2,6 +2,7 @@
 //!
 //! aws-sam-cli, checkov and moto pin conflicting versions of shared packages, so each gets its own venv.
 //! A stamp file holds the hash of the requirements file, so an unchanged venv costs nothing on re-runs.
+//! The installers' output goes to `.fluxo/logs/install-venv*.log`; the terminal shows one line per step.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::paths;
+use crate::{paths, progress};
 
 /// One virtual environment and its pinned requirements.
 #[derive(Debug, Clone, Copy)]
@@ -77,44 +78,38 @@ impl Venv {
             println!("  ✓ {} ({}) is up to date", self.dir, self.what);
             return Ok(());
         }
+        // pip prints ~100 lines on a first install: they go to the log, the terminal gets one line per step.
+        let log = progress::log_path(&format!("install{}.log", self.dir.replace('.', "-")))?;
+        progress::start_log(&log, &format!("{} ({})", self.dir, self.what))?;
         if !python.exists() {
-            println!("  • creating {} for {} ...", self.dir, self.what);
             let host = host_python()?;
-            let status = Command::new(&host)
-                .args(["-m", "venv"])
-                .arg(self.path())
-                .status()
-                .with_context(|| format!("cannot run {host} -m venv"))?;
-            if !status.success() {
-                bail!(
-                    "{host} -m venv {} failed ({status}); install Python 3 with its venv module",
-                    self.dir
-                );
-            }
+            progress::run_logged(
+                &format!("creating {} for {}", self.dir, self.what),
+                Command::new(&host).args(["-m", "venv"]).arg(self.path()),
+                &log,
+            )
+            .with_context(|| format!("install Python 3 with its venv module ({host} -m venv)"))?;
         }
-        println!(
-            "  • installing pinned {} into {} (first time: a minute or two) ...",
-            self.what, self.dir
-        );
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--progress-bar",
-                "off",
-                "-r",
-            ])
-            .arg(&requirements)
-            .status()
-            .context("cannot run pip")?;
-        if !status.success() {
-            bail!("pip install -r {} failed ({status})", self.requirements);
-        }
+        progress::run_logged(
+            &format!(
+                "installing pinned {} into {} (first time: a minute or two)",
+                self.what, self.dir
+            ),
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--progress-bar",
+                    "off",
+                    "-r",
+                ])
+                .arg(&requirements),
+            &log,
+        )?;
         std::fs::write(&stamp, format!("{hash}\n"))
             .with_context(|| format!("cannot write {}", stamp.display()))?;
-        println!("  ✓ {} ready", self.dir);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use fake_ad_platform::{self as fake_platform, FakePlatform};
 use fluxo::ads::Platforms;
 use fluxo::ads::generic::{GenericClient, GenericConfig};
 use fluxo::connector::{RetryPolicy, http_client};
@@ -16,7 +17,6 @@ use fluxo::optimizer::{Campaign, EntityKind, GenericEndpoints, Guardrails, Mode,
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::slack::SlackPreview;
 use hourly_optimizer::engine::{Engine, EngineSettings};
-use hourly_optimizer::fake_platform::{self, FakePlatform};
 
 const CAMPAIGNS: usize = 10_000;
 const CALLS_PER_CAMPAIGN: u32 = 2;

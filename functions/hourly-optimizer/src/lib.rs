@@ -1,9 +1,7 @@
 //! hourly-optimizer: the article's Scenario 2 as a Lambda. `handler` reads the invocation and runs the
 //! engine; `engine` is the use case (run, apply, revert, report); `setup` builds the clients at cold
-//! start and the engine from each config version; `fake_platform` is a local generic platform for the
-//! demo and the benchmark.
+//! start and the engine from each config version.
 
 pub mod engine;
-pub mod fake_platform;
 pub mod handler;
 pub mod setup;

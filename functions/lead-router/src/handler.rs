@@ -5,7 +5,10 @@
 //!    evaluate the rules, save;
 //! 2. the CRM: claim each lead's upsert effect, upsert every claimed lead in one connector call (HubSpot:
 //!    one batch request; REST: concurrent requests), record each outcome;
-//! 3. fan-out: claim each destination effect, send the email and audience messages with batched sends.
+//! 3. fan-out: claim each message's dispatch (per submission and effect), send the email and audience
+//!    messages with batched sends. The consumers' ledgers own the effects themselves (one enrollment per
+//!    person and sequence), so a new submission sends again and a consent granted later enrolls then;
+//!    a withdrawal sends `email.unsubscribe` and `audience.remove` instead.
 //!
 //! Every effect is claimed in the ledger before it is performed and completed after, so a redelivery
 //! performs only what is left. No new work starts past the deadline (Lambda's, less a margin): messages
@@ -512,13 +515,16 @@ where
         let mut audience = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let Some(r) = &item.routed else { continue };
+            // The router dedups only redeliveries of this submission (the dispatch key); the
+            // consumer's ledger is the exactly-once authority for the effect itself, so a later
+            // submission (a consent granted since) reaches the consumer again.
             let plan = fanout::plan(&r.profile, &r.lead_id, now);
             for action in plan.email {
                 match serde_json::to_string(&action) {
                     Ok(body) => email.push((
                         i,
                         OutboundMessage {
-                            id: action.header.effect_key,
+                            id: fanout::FanOut::dispatch_key(&r.lead_id, &action.header.effect_key),
                             body,
                         },
                     )),
@@ -530,7 +536,7 @@ where
                     Ok(body) => audience.push((
                         i,
                         OutboundMessage {
-                            id: action.header.effect_key,
+                            id: fanout::FanOut::dispatch_key(&r.lead_id, &action.header.effect_key),
                             body,
                         },
                     )),
@@ -1138,7 +1144,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_submission_of_the_same_person_updates_the_profile_without_re_enrolling() {
+    async fn a_second_submission_sends_the_enrollment_again_for_the_consumers_ledger_to_decide() {
         let r = router(FakeCrm::new());
         let mut later = joao(2);
         later.lead.company = Some("Empresa X".into());
@@ -1158,10 +1164,47 @@ mod tests {
             2,
             "each submission updates the CRM contact"
         );
+        let sent: Vec<EmailAction> = r
+            .email_queue
+            .sent()
+            .iter()
+            .map(|m| EmailAction::from_json(&m.body).unwrap())
+            .collect();
+        assert_eq!(sent.len(), 2, "the later grant reaches email-trigger");
         assert_eq!(
-            r.email_queue.sent().len(),
-            1,
-            "one enrollment per person and sequence"
+            sent[0].header.effect_key, sent[1].header.effect_key,
+            "one effect (person x sequence): email-trigger's ledger enrolls once"
         );
+        assert_eq!(sent[0].header.consent.status, "unknown");
+        assert_eq!(sent[1].header.consent.status, "granted");
+        // Redelivering the second submission sends nothing more.
+        r.handle(event(&[("m2-again", later.to_json().unwrap())]))
+            .await;
+        assert_eq!(r.email_queue.sent().len(), 2);
+        assert_eq!(r.audience_queue.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawal_sends_an_unsubscribe_and_audience_removals_instead_of_enrollments() {
+        let r = router(FakeCrm::new());
+        let mut no = joao(2);
+        no.lead.consent = Some(Consent {
+            granted: false,
+            at: None,
+            text: None,
+        });
+        r.handle(event(&[("m1", joao(1).to_json().unwrap())])).await;
+        r.handle(event(&[("m2", no.to_json().unwrap())])).await;
+        let emails = r.email_queue.sent();
+        assert_eq!(emails.len(), 2);
+        let unsubscribe = EmailAction::from_json(&emails[1].body).unwrap();
+        assert_eq!(unsubscribe.header.kind, fanout::EMAIL_UNSUBSCRIBE);
+        assert_eq!(unsubscribe.header.reason.as_deref(), Some("withdrawal"));
+        let audiences = r.audience_queue.sent();
+        assert_eq!(audiences.len(), 2);
+        let remove = AudienceAction::from_json(&audiences[1].body).unwrap();
+        assert_eq!(remove.header.kind, fanout::AUDIENCE_REMOVE);
+        assert_eq!(remove.audience, "leads_qualificados");
+        assert_eq!(remove.header.reason.as_deref(), Some("withdrawal"));
     }
 }

@@ -44,17 +44,26 @@ fn bench_intake(c: &mut Criterion) {
         default_country: Some(phonenumber::country::Id::BR),
         ..Default::default()
     };
-    // Make sure the benchmark measures accepted leads, not an early rejection.
-    assert!(
-        !accept(
-            &runtime,
-            "application/x-www-form-urlencoded",
-            FORM,
-            &settings
-        )
-        .is_empty()
+    // Make sure the benchmark measures accepted, fully normalized leads, not an early rejection: each
+    // body's envelope must parse back and carry the normalized values.
+    let form = accept(
+        &runtime,
+        "application/x-www-form-urlencoded",
+        FORM,
+        &settings,
     );
-    assert!(!accept(&runtime, "application/json", SEED_JSON, &settings).is_empty());
+    let form = LeadEnvelope::from_json(&form).unwrap_or_else(|_| std::process::abort());
+    assert_eq!(form.lead.email.as_str(), "joao.silva@exemplo.com.br");
+    assert_eq!(
+        form.lead.phone.as_ref().map(|p| p.as_str()),
+        Some("+5511987654321")
+    );
+    assert_eq!(form.lead.utm.campaign.as_deref(), Some("black-friday"));
+    assert!(form.lead.has_marketing_consent());
+    let seed = accept(&runtime, "application/json", SEED_JSON, &settings);
+    let seed = LeadEnvelope::from_json(&seed).unwrap_or_else(|_| std::process::abort());
+    assert_eq!(seed.lead.name.as_deref(), Some("João"));
+    assert_eq!(seed.lead.interest.as_deref(), Some("Software A"));
 
     let mut group = c.benchmark_group("intake");
     group.throughput(Throughput::Elements(1));

@@ -1,12 +1,23 @@
 //! webhook-receiver: accepts leads over HTTP, stores each one durably and queues it for the lead-router;
 //! a scheduled sweep queues any stored lead its request could not queue.
+//!
+//! `setup` (cold start) -> `handler` (per invocation: HTTP or schedule) -> `web` (routing, CORS,
+//! rendering) -> `intake` (the pipeline and the sweep).
+
+// The HTTP entry awaits the intake pipeline, the queue send and the analytics flush in one future.
+#![recursion_limit = "256"]
 
 pub mod body;
-pub mod config;
 pub mod cors;
-pub mod dispatch;
 pub mod handler;
+pub mod intake;
 pub mod response;
+pub mod setup;
+pub mod sources;
+pub mod web;
 
-pub use config::ReceiverConfig;
-pub use handler::{Receiver, SweepReport};
+#[cfg(test)]
+mod tests;
+
+pub use intake::{Receiver, SweepReport};
+pub use setup::Settings;

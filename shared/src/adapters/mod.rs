@@ -3,14 +3,20 @@
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod errors;
+#[cfg(all(feature = "dynamodb", feature = "sqs"))]
+pub mod email;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
+#[cfg(feature = "dynamodb")]
+pub mod memberships;
 #[cfg(feature = "dynamodb")]
 pub mod profiles;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "sigv4")]
 pub mod signed;
+#[cfg(feature = "dynamodb")]
+pub mod sources;
 #[cfg(feature = "sqs")]
 pub mod sqs;
 #[cfg(feature = "ssm")]

@@ -2,10 +2,13 @@
 //!
 //! Loading validates the whole file. Every error names the file, the line and column, and the field.
 
+pub mod email;
+pub mod audience;
 pub mod live;
 pub mod optimizer;
 pub mod router;
 pub mod source;
+pub mod sources;
 
 use std::ops::Range;
 use std::path::Path;
@@ -23,6 +26,15 @@ pub struct FluxoConfig {
     /// Hourly optimizer: platforms, campaigns, notifications.
     #[serde(default)]
     pub optimizer: optimizer::OptimizerConfig,
+    /// Inbound lead sources (`[[sources]]`), read by the webhook-receiver.
+    #[serde(default)]
+    pub sources: Vec<sources::SourceConfig>,
+    /// email-trigger: email platforms, sequence mappings, recommendations.
+    #[serde(default)]
+    pub email_trigger: email::EmailTriggerConfig,
+    /// Audience sync: named audiences and their Meta / Google destinations.
+    #[serde(default)]
+    pub audience_sync: audience::AudienceSyncConfig,
 }
 
 /// A loaded config and where it came from.
@@ -148,6 +160,9 @@ pub fn load_str(file: &str, text: &str) -> Result<LoadedConfig, ConfigError> {
     let located = Located { file, text };
     config.lead_router.validate(&located)?;
     config.optimizer.validate(&located)?;
+    sources::validate(&config.sources, &located)?;
+    config.email_trigger.validate(&located)?;
+    config.audience_sync.validate(&located)?;
     Ok(LoadedConfig {
         config,
         version: version_of(text),

@@ -245,6 +245,40 @@ impl Utm {
     }
 }
 
+/// The ad platform ids a lead came through (lead-ad forms), kept for attribution: the profile and the
+/// reports count Fluxo's own leads per campaign with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdAttribution {
+    /// `meta` or `google`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    /// Meta's ad set, Google's ad group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adset_id: Option<String>,
+    /// Meta's ad, Google's creative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_id: Option<String>,
+    /// The platform's lead form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_id: Option<String>,
+    /// The platform's own id of the lead (Meta's `leadgen_id`, Google's `lead_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+}
+
+impl AdAttribution {
+    /// True when no platform id is known.
+    pub fn is_empty(&self) -> bool {
+        *self == AdAttribution::default()
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// Fields a form sent that Fluxo has no canonical name for: flat strings, bounded in count and length.
 pub type CustomFields = BTreeMap<String, String>;
 
@@ -282,6 +316,12 @@ pub struct Lead {
     pub page_url: Option<String>,
     #[serde(default, skip_serializing_if = "CustomFields::is_empty")]
     pub custom: CustomFields,
+    /// Ad platform ids, for lead-ad forms (Meta, Google).
+    #[serde(default, skip_serializing_if = "AdAttribution::is_empty")]
+    pub ad: AdAttribution,
+    /// A platform's test lead (Google's `is_test`): stored, and sent on only if its source says so.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub test: bool,
 }
 
 impl Lead {
@@ -303,6 +343,8 @@ impl Lead {
             fbclid: None,
             page_url: None,
             custom: CustomFields::new(),
+            ad: AdAttribution::default(),
+            test: false,
         }
     }
 

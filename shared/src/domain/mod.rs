@@ -5,4 +5,4 @@ pub mod fingerprint;
 pub mod intake;
 mod lead;
 
-pub use lead::{Consent, CustomFields, Email, Lead, LeadId, Phone, Utm};
+pub use lead::{AdAttribution, Consent, CustomFields, Email, Lead, LeadId, Phone, Utm};

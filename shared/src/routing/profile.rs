@@ -60,6 +60,12 @@ pub struct Submission {
     pub gclid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fbclid: Option<String>,
+    /// The ad platform ids of a lead-ad lead.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::domain::AdAttribution::is_empty"
+    )]
+    pub ad: crate::domain::AdAttribution,
 }
 
 impl Submission {
@@ -76,6 +82,7 @@ impl Submission {
             page_url: lead.page_url.clone(),
             gclid: lead.gclid.clone(),
             fbclid: lead.fbclid.clone(),
+            ad: lead.ad.clone(),
         }
     }
 }

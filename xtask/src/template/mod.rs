@@ -145,6 +145,54 @@ pub struct ScheduleSource {
     pub enabled: bool,
 }
 
+/// Replaces `Ref: <parameter>` in the numbers of functions' event sources (`BatchSize`,
+/// `MaximumBatchingWindowInSeconds`) with the parameter's default, as the local stack deploys them.
+fn resolve_event_parameters(root: &mut serde_json::Value) {
+    let defaults: BTreeMap<String, serde_json::Value> = root
+        .get("Parameters")
+        .and_then(serde_json::Value::as_object)
+        .map(|params| {
+            params
+                .iter()
+                .filter_map(|(k, p)| p.get("Default").map(|d| (k.clone(), d.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(resources) = root
+        .get_mut("Resources")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for resource in resources.values_mut() {
+        let Some(events) = resource
+            .pointer_mut("/Properties/Events")
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        for event in events.values_mut() {
+            let Some(props) = event
+                .get_mut("Properties")
+                .and_then(serde_json::Value::as_object_mut)
+            else {
+                continue;
+            };
+            for key in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+                let default = props
+                    .get(key)
+                    .and_then(|v| v.get("Ref"))
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|name| defaults.get(name))
+                    .cloned();
+                if let Some(d) = default {
+                    props.insert(key.to_string(), d);
+                }
+            }
+        }
+    }
+}
+
 impl Template {
     /// Reads and parses a template file.
     pub fn load(path: &Path) -> Result<Template> {
@@ -155,7 +203,8 @@ impl Template {
 
     /// Parses template text.
     pub fn parse(text: &str) -> Result<Template> {
-        let json = event_parameter_defaults(intrinsic::read_yaml(text)?);
+        let mut json = intrinsic::read_yaml(text)?;
+        resolve_event_parameters(&mut json);
         let document: Document = serde_path_to_error::deserialize(json).map_err(|e| {
             let path = e.path().to_string();
             anyhow!("{path}: {}", e.inner())
@@ -354,7 +403,7 @@ impl Template {
             .events
             .iter()
             .map(|(name, e)| {
-                event_source(e)
+                event_source(e, &self.parameter_values(&BTreeMap::new()))
                     .with_context(|| format!("event {name}"))
                     .map(|s| (name.clone(), s))
             })
@@ -476,51 +525,25 @@ fn queue_spec(id: &str, p: &model::QueueProps) -> Result<QueueSpec> {
     })
 }
 
-/// Each SQS event's `BatchSize` / `MaximumBatchingWindowInSeconds` that is a `Ref` to a parameter,
-/// replaced by the parameter's default (the local event-source mapping runs with the defaults).
-fn event_parameter_defaults(mut json: serde_json::Value) -> serde_json::Value {
-    let defaults: BTreeMap<String, serde_json::Value> = json
-        .get("Parameters")
-        .and_then(serde_json::Value::as_object)
-        .map(|p| {
-            p.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.get("Default")?.clone())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let Some(resources) = json
-        .get_mut("Resources")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return json;
+/// A number, or a `Ref` to a template parameter (its default).
+fn count(expr: Option<&Expr>, parameters: &BTreeMap<String, String>) -> Result<Option<u64>> {
+    let text = match expr {
+        None => return Ok(None),
+        Some(Expr::Ref(name)) => parameters
+            .get(name)
+            .ok_or_else(|| anyhow!("parameter {name} has no default"))?
+            .as_str(),
+        Some(e) => e
+            .literal()
+            .ok_or_else(|| anyhow!("expected a number or a parameter Ref, found {e:?}"))?,
     };
-    for resource in resources.values_mut() {
-        let Some(events) = resource
-            .pointer_mut("/Properties/Events")
-            .and_then(serde_json::Value::as_object_mut)
-        else {
-            continue;
-        };
-        for event in events.values_mut() {
-            for key in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
-                let Some(v) = event.get_mut("Properties").and_then(|p| p.get_mut(key)) else {
-                    continue;
-                };
-                let default = v
-                    .get("Ref")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(|name| defaults.get(name))
-                    .cloned();
-                if let Some(default) = default {
-                    *v = default;
-                }
-            }
-        }
-    }
-    json
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| anyhow!("expected a number, found {text:?}"))
 }
 
-fn event_source(e: &Event) -> Result<EventSource> {
+fn event_source(e: &Event, parameters: &BTreeMap<String, String>) -> Result<EventSource> {
     Ok(match e {
         Event::Sqs(s) => {
             let queue = s
@@ -530,11 +553,12 @@ fn event_source(e: &Event) -> Result<EventSource> {
                     anyhow!("Queue must be Fn::GetAtt [Queue, Arn] of a queue in this template")
                 })?
                 .to_string();
-            let batch_size = s.batch_size.map_or(10, |b| b.0);
+            let batch_size = count(s.batch_size.as_ref(), parameters)?.unwrap_or(10);
             if !(1..=u64::from(MAX_SQS_BATCH_SIZE)).contains(&batch_size) {
                 bail!("BatchSize {batch_size} is outside 1..={MAX_SQS_BATCH_SIZE}");
             }
-            let window = s.maximum_batching_window_in_seconds.map_or(0, |w| w.0);
+            let window =
+                count(s.maximum_batching_window_in_seconds.as_ref(), parameters)?.unwrap_or(0);
             if window > u64::from(MAX_SQS_BATCHING_WINDOW_SECS) {
                 bail!(
                     "MaximumBatchingWindowInSeconds {window} is above {MAX_SQS_BATCHING_WINDOW_SECS}"

@@ -369,10 +369,12 @@ impl TryFrom<RawEvent> for Event {
 #[serde(rename_all = "PascalCase")]
 pub struct SqsEvent {
     pub queue: Expr,
+    /// A number, or a `Ref` to a parameter (its default is used locally).
     #[serde(default)]
-    pub batch_size: Option<Count>,
+    pub batch_size: Option<Expr>,
+    /// A number, or a `Ref` to a parameter.
     #[serde(default)]
-    pub maximum_batching_window_in_seconds: Option<Count>,
+    pub maximum_batching_window_in_seconds: Option<Expr>,
     #[serde(default)]
     pub function_response_types: Vec<String>,
     #[serde(default)]

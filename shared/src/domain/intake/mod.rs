@@ -218,6 +218,8 @@ pub fn normalize(
         fbclid: owned(LeadField::Fbclid),
         page_url,
         custom,
+        ad: Default::default(),
+        test: false,
     };
     let fingerprint =
         fingerprint_as_sent(&mut lead, consent_at_derived, received_at, endpoint_source);

@@ -1,8 +1,68 @@
-//! The receiver's settings, read once at cold start from the environment.
+//! Cold start: the receiver's settings from the environment, every client (AWS SDK config, secrets,
+//! DynamoDB, SQS), and the receiver built from them.
 
-use fluxo::settings::{self, SettingError, Source};
+use fluxo::adapters::sources::DynamoSources;
+use fluxo::adapters::{dynamodb::DynamoIntakeStore, load_aws_config, sqs::SqsQueue};
+use fluxo::config::live::{LiveConfig, StartError};
+use fluxo::config::source::{ConfigSource, Location, SourceError};
+use fluxo::ports::{SystemClock, ThreadRandomness};
+use fluxo::secrets::SecretStore;
+use fluxo::settings::{self, Env, SettingError, Source};
 
 use crate::cors::{AllowedOrigins, RedirectTarget};
+use crate::intake::Receiver;
+use crate::sources::{Sources, SourcesError};
+
+/// The receiver as deployed: DynamoDB intake records and source records, the SQS leads queue, the
+/// wall clock.
+pub type LiveReceiver =
+    Receiver<DynamoIntakeStore, SqsQueue, SystemClock, ThreadRandomness, DynamoSources>;
+
+/// Everything built at cold start: the receiver, the secret store, and the sources of the current
+/// config version (re-read from the config bucket at most once a minute).
+pub struct Live {
+    pub receiver: LiveReceiver,
+    pub secrets: SecretStore,
+    pub sources: LiveConfig<Sources>,
+}
+
+/// Why the function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error(transparent)]
+    Fingerprint(#[from] fluxo::domain::fingerprint::FingerprintSetupError),
+    #[error(transparent)]
+    Config(#[from] SourceError),
+    #[error(transparent)]
+    Sources(#[from] StartError<SourcesError>),
+}
+
+/// Everything a cold start does: settings, the AWS clients, the fingerprint key, the config (its
+/// `[[sources]]`, secrets resolved) and the receiver. A bad setting, config or secret fails here, by name.
+pub async fn start() -> Result<Live, SetupError> {
+    let settings = Settings::from_env()?;
+    let aws = load_aws_config().await;
+    let secrets = SecretStore::from_sdk_config(&aws);
+    fluxo::domain::fingerprint::install_from(&secrets).await?;
+    fluxo::analytics::install_queue("webhook-receiver", &aws);
+    let config = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
+    let sources = LiveConfig::start(config, "webhook-receiver", |loaded| {
+        crate::sources::build_owned(&secrets, loaded)
+    })
+    .await?;
+    let store = DynamoIntakeStore::from_sdk_config(&aws, &settings.leads_table);
+    let source_store = DynamoSources::from_sdk_config(&aws, &settings.leads_table);
+    let queue = SqsQueue::from_sdk_config(&aws, &settings.leads_queue_url);
+    let receiver = Receiver::new(settings, store, queue, SystemClock, ThreadRandomness)
+        .with_source_store(source_store);
+    Ok(Live {
+        receiver,
+        secrets,
+        sources,
+    })
+}
 
 /// The largest `MAX_BODY_BYTES` accepted. A stored lead keeps the raw body beside its normalized
 /// envelope in one DynamoDB item (at most 400 KB) and the envelope travels as one SQS message (at most
@@ -11,7 +71,7 @@ pub const MAX_BODY_BYTES_LIMIT: usize = 128 * 1024;
 
 /// Everything the receiver needs to know, validated at cold start.
 #[derive(Debug, Clone)]
-pub struct ReceiverConfig {
+pub struct Settings {
     /// `LEADS_TABLE`: the DynamoDB table for intake records.
     pub leads_table: String,
     /// `LEADS_QUEUE_URL`: the SQS leads queue.
@@ -38,7 +98,12 @@ pub struct ReceiverConfig {
     pub unqueued_alert_secs: u32,
 }
 
-impl ReceiverConfig {
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_source(&Env)
+    }
+
     /// Reads and validates every setting; the error names the first bad one.
     pub fn from_source(src: &impl Source) -> Result<Self, SettingError> {
         let default_country = settings::optional(src, "DEFAULT_COUNTRY")?
@@ -73,7 +138,7 @@ impl ReceiverConfig {
                 ),
             });
         }
-        Ok(ReceiverConfig {
+        Ok(Settings {
             leads_table: settings::required(src, "LEADS_TABLE")?,
             leads_queue_url: settings::required(src, "LEADS_QUEUE_URL")?,
             max_body_bytes,
@@ -106,8 +171,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_documented_values() {
-        let c =
-            ReceiverConfig::from_source(&[("LEADS_TABLE", "t"), ("LEADS_QUEUE_URL", "q")]).unwrap();
+        let c = Settings::from_source(&[("LEADS_TABLE", "t"), ("LEADS_QUEUE_URL", "q")]).unwrap();
         assert_eq!(c.max_body_bytes, 65536);
         assert_eq!(c.honeypot_field, "_gotcha");
         assert_eq!(c.dedup_window_secs, 600);
@@ -116,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_bad_country_code_names_the_setting() {
-        let err = ReceiverConfig::from_source(&[
+        let err = Settings::from_source(&[
             ("LEADS_TABLE", "t"),
             ("LEADS_QUEUE_URL", "q"),
             ("DEFAULT_COUNTRY", "Brasil"),
@@ -127,7 +191,7 @@ mod tests {
 
     #[test]
     fn the_table_is_required() {
-        let err = ReceiverConfig::from_source(&[("LEADS_QUEUE_URL", "q")]).unwrap_err();
+        let err = Settings::from_source(&[("LEADS_QUEUE_URL", "q")]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "setting LEADS_TABLE is required but not set"
@@ -136,7 +200,7 @@ mod tests {
 
     #[test]
     fn a_relative_thank_you_url_is_refused() {
-        let err = ReceiverConfig::from_source(&[
+        let err = Settings::from_source(&[
             ("LEADS_TABLE", "t"),
             ("LEADS_QUEUE_URL", "q"),
             ("THANK_YOU_URL", "/obrigado"),
@@ -148,7 +212,7 @@ mod tests {
     #[test]
     fn a_max_body_size_that_could_never_be_stored_is_refused() {
         for too_big in ["131073", "6291456"] {
-            let err = ReceiverConfig::from_source(&[
+            let err = Settings::from_source(&[
                 ("LEADS_TABLE", "t"),
                 ("LEADS_QUEUE_URL", "q"),
                 ("MAX_BODY_BYTES", too_big),
@@ -156,7 +220,7 @@ mod tests {
             .unwrap_err();
             assert!(err.to_string().contains("MAX_BODY_BYTES"), "{err}");
         }
-        let at_limit = ReceiverConfig::from_source(&[
+        let at_limit = Settings::from_source(&[
             ("LEADS_TABLE", "t"),
             ("LEADS_QUEUE_URL", "q"),
             ("MAX_BODY_BYTES", "131072"),

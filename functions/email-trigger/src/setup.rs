@@ -1,0 +1,160 @@
+//! Cold-start set-up: settings from the environment, the AWS clients, the secret store and the config
+//! source; `build` makes the trigger of each config version (`fluxo::config::live` swaps in new ones).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fluxo::adapters::email::{DynamoEmail, SqsDelayed};
+use fluxo::adapters::profiles::DynamoProfiles;
+use fluxo::adapters::sqs::SqsQueue;
+use fluxo::config::live::{LiveConfig, StartError};
+use fluxo::config::source::{ConfigSource, Location};
+use fluxo::config::{ConfigError, LoadedConfig};
+use fluxo::connector::Secret;
+use fluxo::email::{EmailPlatforms, EmailSetupError};
+use fluxo::ports::SystemClock;
+use fluxo::secrets::{SecretError, SecretStore};
+use fluxo::settings::{self, Env, SettingError, Source};
+use tokio::sync::Semaphore;
+
+use crate::trigger::Trigger;
+
+/// The trigger as deployed: DynamoDB ledger and records, profiles, the email queue, the wall clock.
+pub type LiveTrigger = Trigger<DynamoEmail, DynamoProfiles, SqsDelayed, SystemClock>;
+
+/// The function's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `LEADS_TABLE`: profiles, intake records and the email ledger.
+    pub table: String,
+    /// `EMAIL_QUEUE_URL`: the queue this function consumes; delayed recommendations go back to it.
+    pub email_queue_url: String,
+    /// `AUDIENCE_QUEUE_URL`: where an erasure sends `audience.remove`.
+    pub audience_queue_url: String,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, SettingError> {
+        Self::from_source(&Env)
+    }
+
+    /// Reads the settings from any source.
+    pub fn from_source(src: &impl Source) -> Result<Self, SettingError> {
+        Ok(Settings {
+            table: settings::required(src, "LEADS_TABLE")?,
+            email_queue_url: settings::required(src, "EMAIL_QUEUE_URL")?,
+            audience_queue_url: settings::required(src, "AUDIENCE_QUEUE_URL")?,
+        })
+    }
+}
+
+/// Why the function could not start, or a config version could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("email_trigger secret: {0}")]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Platforms(#[from] EmailSetupError),
+    #[error("config: {0}")]
+    Start(String),
+}
+
+/// Clients built once per cold start.
+pub struct Clients {
+    pub sdk: aws_config::SdkConfig,
+    pub settings: Settings,
+    pub secrets: SecretStore,
+}
+
+/// Everything the handler needs: the clients, the current trigger, and the audience queue for erasures.
+pub struct Live {
+    pub clients: Clients,
+    pub config: LiveConfig<LiveTrigger>,
+    pub audience_queue: SqsQueue,
+}
+
+impl Live {
+    /// The trigger of the current config version (a new version is picked up within a minute).
+    pub async fn current(&self) -> Arc<LiveTrigger> {
+        self.config
+            .current(|loaded| build(&self.clients, loaded))
+            .await
+    }
+}
+
+/// Cold start: settings, AWS config, the fingerprint key, the config source, the first trigger.
+pub async fn start() -> Result<Live, SetupError> {
+    let settings = Settings::from_env()?;
+    let sdk = fluxo::adapters::load_aws_config().await;
+    let secrets = SecretStore::from_sdk_config(&sdk);
+    fluxo::domain::fingerprint::install_from(&secrets)
+        .await
+        .map_err(|e| SetupError::Start(e.to_string()))?;
+    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk)
+        .map_err(|e| SetupError::Start(e.to_string()))?;
+    let audience_queue = SqsQueue::from_sdk_config(&sdk, settings.audience_queue_url.clone());
+    let clients = Clients {
+        sdk,
+        settings,
+        secrets,
+    };
+    let config = LiveConfig::start(source, "email-trigger", |loaded| build(&clients, loaded))
+        .await
+        .map_err(|e: StartError<SetupError>| SetupError::Start(e.to_string()))?;
+    Ok(Live {
+        clients,
+        config,
+        audience_queue,
+    })
+}
+
+/// Builds the trigger for one config version: reads the platforms' secrets (cached by the store).
+pub async fn build(clients: &Clients, loaded: LoadedConfig) -> Result<LiveTrigger, SetupError> {
+    let config = &loaded.config.email_trigger;
+    let mut secrets = BTreeMap::new();
+    for (platform, reference) in EmailPlatforms::secret_refs(config) {
+        secrets.insert(
+            platform,
+            Secret::new(clients.secrets.resolve(reference).await?),
+        );
+    }
+    let platforms = EmailPlatforms::from_config(config, secrets)?;
+    tracing::info!(
+        config = %loaded.origin,
+        config_version = %loaded.version,
+        mode = platforms.mode(),
+        sequences = config.sequences.len(),
+        "email-trigger configured"
+    );
+    let table = clients.settings.table.clone();
+    Ok(Trigger {
+        store: DynamoEmail::from_sdk_config(&clients.sdk, table.clone()),
+        profiles: DynamoProfiles::from_sdk_config(&clients.sdk, table),
+        queue: SqsDelayed::from_sdk_config(&clients.sdk, clients.settings.email_queue_url.clone()),
+        clock: SystemClock,
+        platforms,
+        calls: Arc::new(Semaphore::new(config.concurrency)),
+        lease: Duration::from_secs(config.lease_secs),
+        config_version: loaded.version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_setting_is_named() {
+        let src = [("LEADS_TABLE", "t"), ("EMAIL_QUEUE_URL", "e")];
+        assert_eq!(
+            Settings::from_source(&src).unwrap_err().to_string(),
+            "setting AUDIENCE_QUEUE_URL is required but not set"
+        );
+    }
+}
