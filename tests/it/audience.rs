@@ -42,6 +42,10 @@ const USER_LIST: &str = "5550001";
 const MANAGER: &str = "9998887776";
 
 fn config_text(meta: &str, google: &str, mode: &str, attempts: u32) -> String {
+    config_rows(meta, google, mode, attempts, 3)
+}
+
+fn config_rows(meta: &str, google: &str, mode: &str, attempts: u32, rows: usize) -> String {
     format!(
         r#"
 [audience_sync]
@@ -50,7 +54,7 @@ lease_secs = 30
 [audience_sync.meta]
 endpoint = "{meta}"
 access_token = {{ env = "IT_META_TOKEN_UNUSED" }}
-rows_per_request = 3
+rows_per_request = {rows}
 max_attempts = {attempts}
 base_delay_ms = 10
 max_delay_ms = 200
@@ -490,12 +494,16 @@ struct Harness {
 
 impl Harness {
     async fn new(test: &str, mode: &str, attempts: u32) -> Harness {
+        Self::with_rows(test, mode, attempts, 3).await
+    }
+
+    async fn with_rows(test: &str, mode: &str, attempts: u32, rows: usize) -> Harness {
         let (sdk, stack) = support::isolated_stack(test).await;
         let meta = MockServer::start().await;
         let google = MockServer::start().await;
         let config = load_str(
             "it.toml",
-            &config_text(&meta.uri(), &google.uri(), mode, attempts),
+            &config_rows(&meta.uri(), &google.uri(), mode, attempts, rows),
         )
         .unwrap()
         .config
@@ -979,4 +987,108 @@ async fn a_dry_run_records_the_exact_hashed_requests_and_sends_nothing() {
     );
     let members = h.memberships("john.smith@gmail.com").await;
     assert!(members.iter().all(|m| m.state == State::Added && m.dry_run));
+}
+
+/// The peak resident memory of this process, from `/proc/self/status` (kB).
+fn vm_hwm_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Figures for a 10,000-message batch (run on demand: `-- --ignored ten_thousand`): platform requests
+/// per platform and the process's peak memory, with every destination applied against wiremock.
+#[tokio::test]
+#[ignore]
+async fn ten_thousand_messages_make_one_meta_call_and_three_google_calls() {
+    let h = Harness::with_rows("aud-10k", "apply", 1, 10_000).await;
+    Mock::given(method("POST"))
+        .respond_with(meta_ok(10_000))
+        .mount(&h.meta)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(GoogleEmulator::default())
+        .mount(&h.google)
+        .await;
+    let before = vm_hwm_kb();
+    let messages: Vec<Message> = (0..10_000)
+        .map(|i| {
+            let a = action(
+                AUDIENCE_ADD,
+                &format!("pessoa{i}@exemplo.com"),
+                "granted",
+                t(1),
+            );
+            Message {
+                id: format!("m{i}"),
+                body: Some(serde_json::to_string(&a).unwrap()),
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let report = h.syncer.run(messages, Deadline::none()).await;
+    let took = started.elapsed();
+    let after = vm_hwm_kb();
+    let meta_calls = h.meta.received_requests().await.unwrap().len();
+    let google_calls = h.google.received_requests().await.unwrap().len();
+    println!(
+        "10,000 messages: {} failed, {} added, Meta calls {meta_calls}, Google calls {google_calls}, {:.1}s, VmHWM {} MB -> {} MB",
+        report.failed.len(),
+        report.added,
+        took.as_secs_f64(),
+        before / 1024,
+        after / 1024
+    );
+    assert!(report.failed.is_empty());
+    assert_eq!(report.added, 20_000);
+}
+
+#[tokio::test]
+async fn end_to_end_a_posted_lead_with_consent_reaches_leads_qualificados_as_dry_run_requests() {
+    let api = support::api_url();
+    let shared = StackInfo::load_from_env().unwrap();
+    let email = format!(
+        "aud-e2e-{}@exemplo.com",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let posted = reqwest::Client::new()
+        .post(format!("{api}/leads"))
+        .json(&json!({"nome": "Ana", "email": email, "interesse": "Software A", "consentimento": "sim"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 202);
+    let sdk = support::sdk().await;
+    let ledger = DynamoMemberships::from_sdk_config(&sdk, shared.table("LeadsTable").unwrap());
+    let key = sha256_hex(&email);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let members = loop {
+        let members = ledger.of_person(&key).await.unwrap();
+        if members.len() == 2 && members.iter().all(|m| m.state == State::Added) {
+            break members;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audience-sync did not add the lead: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        members
+            .iter()
+            .all(|m| m.dry_run && m.name == "leads_qualificados")
+    );
+    let items = support::scan_all(&sdk, shared.table("LeadsTable").unwrap()).await;
+    let recorded = items
+        .iter()
+        .filter(|i| i["pk"].as_s().unwrap().starts_with("AUDIENCE_RUN#"))
+        .any(|i| i["run"].as_s().unwrap().contains(&key));
+    assert!(
+        recorded,
+        "the dry-run request with the lead's hashed email is recorded"
+    );
 }
