@@ -989,64 +989,6 @@ async fn a_dry_run_records_the_exact_hashed_requests_and_sends_nothing() {
     assert!(members.iter().all(|m| m.state == State::Added && m.dry_run));
 }
 
-/// The peak resident memory of this process, from `/proc/self/status` (kB).
-fn vm_hwm_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Figures for a 10,000-message batch (run on demand: `-- --ignored ten_thousand`): platform requests
-/// per platform and the process's peak memory, with every destination applied against wiremock.
-#[tokio::test]
-#[ignore]
-async fn ten_thousand_messages_make_one_meta_call_and_three_google_calls() {
-    let h = Harness::with_rows("aud-10k", "apply", 1, 10_000).await;
-    Mock::given(method("POST"))
-        .respond_with(meta_ok(10_000))
-        .mount(&h.meta)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(GoogleEmulator::default())
-        .mount(&h.google)
-        .await;
-    let before = vm_hwm_kb();
-    let messages: Vec<Message> = (0..10_000)
-        .map(|i| {
-            let a = action(
-                AUDIENCE_ADD,
-                &format!("pessoa{i}@exemplo.com"),
-                "granted",
-                t(1),
-            );
-            Message {
-                id: format!("m{i}"),
-                body: Some(serde_json::to_string(&a).unwrap()),
-            }
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    let report = h.syncer.run(messages, Deadline::none()).await;
-    let took = started.elapsed();
-    let after = vm_hwm_kb();
-    let meta_calls = h.meta.received_requests().await.unwrap().len();
-    let google_calls = h.google.received_requests().await.unwrap().len();
-    println!(
-        "10,000 messages: {} failed, {} added, Meta calls {meta_calls}, Google calls {google_calls}, {:.1}s, VmHWM {} MB -> {} MB",
-        report.failed.len(),
-        report.added,
-        took.as_secs_f64(),
-        before / 1024,
-        after / 1024
-    );
-    assert!(report.failed.is_empty());
-    assert_eq!(report.added, 20_000);
-}
-
 #[tokio::test]
 async fn end_to_end_a_posted_lead_with_consent_reaches_leads_qualificados_as_dry_run_requests() {
     let api = support::api_url();
