@@ -7,4 +7,5 @@ mod config;
 mod lead_router;
 mod optimizer;
 mod receiver;
+mod sources;
 mod support;

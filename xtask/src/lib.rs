@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod demo_optimizer;
 pub mod demo_router;
+pub mod demo_sources;
 pub mod deploy;
 pub mod dev;
 pub mod esm;
