@@ -4,6 +4,9 @@
 //! `setup` (cold start) -> `handler` (per invocation: HTTP or schedule) -> `web` (routing, CORS,
 //! rendering) -> `intake` (the pipeline and the sweep).
 
+// The runtime loop nests the HTTP adapter, the live config and the sources' futures deeply.
+#![recursion_limit = "256"]
+
 pub mod body;
 pub mod cors;
 pub mod handler;
