@@ -214,7 +214,7 @@ async fn build_one(secrets: &SecretStore, config: &SourceConfig) -> Result<Sourc
                         Secret::new(token),
                         RetryPolicy::default(),
                     ),
-                    config: Box::new(c.clone()),
+                    config: c.clone(),
                 }
             }
             SourceConfig::GoogleAdsLeadForm(c) => Source::Google {
