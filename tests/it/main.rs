@@ -10,4 +10,5 @@ mod lead_router;
 mod optimizer;
 mod receiver;
 mod reports;
+mod sources;
 mod support;

@@ -40,6 +40,7 @@ pub struct Step {
 /// (`ctx.stack.start_event_sources()`), so the first steps can show the queues as the receiver left them.
 pub fn steps() -> Vec<Step> {
     vec![
+        crate::demo_sources::step(),
         Step {
             title: "Post sample leads to the webhook receiver",
             run: |ctx| Box::pin(post_sample_leads(ctx)),

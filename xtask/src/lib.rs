@@ -6,6 +6,7 @@ pub mod demo_audience;
 pub mod demo_optimizer;
 pub mod demo_reports;
 pub mod demo_router;
+pub mod demo_sources;
 pub mod deploy;
 pub mod dev;
 pub mod esm;

@@ -4,7 +4,8 @@
 //! `setup` (cold start) -> `handler` (per invocation: HTTP or schedule) -> `web` (routing, CORS,
 //! rendering) -> `intake` (the pipeline and the sweep).
 
-// The HTTP entry awaits the intake pipeline, the queue send and the analytics flush in one future.
+// The HTTP entry nests the adapter, the live config, the sources, the intake pipeline and the
+// analytics flush in one future.
 #![recursion_limit = "256"]
 
 pub mod body;

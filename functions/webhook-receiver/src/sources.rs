@@ -57,6 +57,9 @@ pub enum Source {
     StandardWebhooks { keys: SigningKeys },
     /// A named browser form: today's intake.
     Form,
+    /// A signed source whose secrets could not be read: its requests get `503` (nothing stored, the
+    /// platform retries), while every other source keeps working. Counted in `SourceUnavailable`.
+    Unavailable(String),
 }
 
 /// Every configured source by name.
@@ -158,7 +161,23 @@ pub async fn build(secrets: &SecretStore, loaded: &LoadedConfig) -> Result<Sourc
     let mut out = Sources::none();
     for config in &loaded.config.sources {
         let name = config.name().to_string();
-        let source = match config {
+        let source = match build_one(secrets, config).await {
+            Ok(source) => source,
+            Err(e) => {
+                observability::count(NAMESPACE, FUNCTION, "SourceUnavailable", 1);
+                tracing::error!(error = %e, source = %name, "source not available; its requests get 503");
+                Source::Unavailable(e.to_string())
+            }
+        };
+        out.0.insert(name, source);
+    }
+    Ok(out)
+}
+
+async fn build_one(secrets: &SecretStore, config: &SourceConfig) -> Result<Source, SourcesError> {
+    let name = config.name().to_string();
+    Ok({
+        match config {
             SourceConfig::MetaLeadAds(c) => {
                 let http = fluxo::connector::http_client(
                     StdDuration::from_secs(2),
@@ -195,7 +214,7 @@ pub async fn build(secrets: &SecretStore, loaded: &LoadedConfig) -> Result<Sourc
                         Secret::new(token),
                         RetryPolicy::default(),
                     ),
-                    config: Box::new(c.clone()),
+                    config: c.clone(),
                 }
             }
             SourceConfig::GoogleAdsLeadForm(c) => Source::Google {
@@ -234,10 +253,8 @@ pub async fn build(secrets: &SecretStore, loaded: &LoadedConfig) -> Result<Sourc
                 .await?,
             },
             SourceConfig::Form(_) => Source::Form,
-        };
-        out.0.insert(name, source);
-    }
-    Ok(out)
+        }
+    })
 }
 
 /// The receiver's store for the sources when none is wired (tests of form intake): every call fails,
@@ -407,11 +424,9 @@ where
                 }
                 return SignedAnswer::Lead(answer);
             }
-            Source::Form => {
-                return SignedAnswer::Lead(Answer::rejected(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "a form is not a signed source",
-                ));
+            Source::Form | Source::Unavailable(_) => {
+                observability::count(NAMESPACE, FUNCTION, "SourceUnavailable", 1);
+                return SignedAnswer::Lead(Answer::Unavailable);
             }
         };
         let hold = matches!(

@@ -784,3 +784,274 @@ async fn every_response_is_hardened() {
         "application/json; charset=utf-8"
     );
 }
+
+mod signed_sources {
+    //! Signed sources through the HTTP entry: verification before anything is stored.
+
+    use std::collections::BTreeMap;
+
+    use fluxo::sources::ports::{NoticeInbox, NoticeState, PendingNotice, ReplayGuard};
+    use fluxo::sources::standard_webhooks::request as standard;
+    use fluxo::sources::{SigningKey, SigningKeys};
+
+    use super::*;
+    use crate::sources::{Source, Sources};
+
+    /// Replay markers and notices in memory, with the DynamoDB adapter's conditional semantics.
+    #[derive(Default)]
+    struct MemorySources {
+        seen: Mutex<BTreeMap<String, DateTime<Utc>>>,
+        notices: Mutex<Vec<(PendingNotice, NoticeState)>>,
+    }
+
+    impl ReplayGuard for MemorySources {
+        async fn first_sighting(
+            &self,
+            source: &str,
+            id: &str,
+            now: DateTime<Utc>,
+            until: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            let mut seen = self.seen.lock().unwrap();
+            let key = format!("{source}#{id}");
+            if seen.get(&key).is_some_and(|u| *u > now) {
+                return Ok(false);
+            }
+            seen.insert(key, until);
+            Ok(true)
+        }
+        async fn forget(&self, source: &str, id: &str) -> Result<(), StoreError> {
+            self.seen.lock().unwrap().remove(&format!("{source}#{id}"));
+            Ok(())
+        }
+    }
+
+    impl NoticeInbox for MemorySources {
+        async fn put_notice(&self, notice: &PendingNotice, _: i64) -> Result<bool, StoreError> {
+            let mut notices = self.notices.lock().unwrap();
+            if notices
+                .iter()
+                .any(|(n, _)| n.source == notice.source && n.leadgen_id == notice.leadgen_id)
+            {
+                return Ok(false);
+            }
+            notices.push((notice.clone(), NoticeState::Pending));
+            Ok(true)
+        }
+        async fn pending_notices(&self, _: usize) -> Result<Vec<PendingNotice>, StoreError> {
+            Ok(self
+                .notices
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, s)| *s == NoticeState::Pending)
+                .map(|(n, _)| n.clone())
+                .collect())
+        }
+        async fn claim_notice(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        async fn settle_notice(
+            &self,
+            source: &str,
+            leadgen_id: &str,
+            state: NoticeState,
+            _: Option<&str>,
+        ) -> Result<(), StoreError> {
+            for (n, s) in self.notices.lock().unwrap().iter_mut() {
+                if n.source == source && n.leadgen_id == leadgen_id {
+                    *s = state.clone();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    type SignedReceiver = Receiver<MemoryStore, MemoryQueue, FixedClock, Counter, MemorySources>;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const LEAD: &str = r#"{"email":"ana@exemplo.com","nome":"Ana"}"#;
+
+    fn setup(env: &[(&str, &str)]) -> (SignedReceiver, Sources) {
+        let r = receiver_with(env).with_source_store(MemorySources::default());
+        let key = standard::key_from_secret(SECRET).unwrap();
+        let sources = Sources::none()
+            .with(
+                "backend",
+                Source::StandardWebhooks {
+                    keys: SigningKeys::new(key, None),
+                },
+            )
+            .with(
+                "google",
+                Source::Google {
+                    keys: SigningKeys::new(SigningKey::new(b"gkey".to_vec()), None),
+                    forward_tests: false,
+                },
+            )
+            .with("broken", Source::Unavailable("no secret".into()))
+            .with("landing", Source::Form);
+        (r, sources)
+    }
+
+    fn signed_post(id: &str, ts: i64, body: &str, signature: Option<String>) -> Request {
+        let key = standard::key_from_secret(SECRET).unwrap();
+        let signature = signature.unwrap_or_else(|| standard::sign(&key, id, ts, body.as_bytes()));
+        post("/leads/backend", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(Body::Text(body.to_string()))
+            .unwrap()
+    }
+
+    const NOW: i64 = 1_764_000_000;
+
+    #[tokio::test]
+    async fn a_signed_lead_is_stored_and_queued_with_its_source() {
+        let (r, sources) = setup(&[]);
+        let response = r
+            .handle_with(signed_post("msg_1", NOW, LEAD, None), &sources)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let sent = r.queue.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].lead.source.as_deref(), Some("backend"));
+        // The signature is never stored with the raw request.
+        let records = r.store.records.lock().unwrap();
+        assert!(
+            !records[0]
+                .0
+                .raw
+                .headers
+                .iter()
+                .any(|(k, _)| k.contains("signature"))
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_signed_requests_get_a_bare_401_and_nothing_is_stored() {
+        let (r, sources) = setup(&[("MAX_BODY_BYTES", "1024")]);
+        let bare = post("/leads/backend", "application/json")
+            .body(Body::Text(LEAD.into()))
+            .unwrap();
+        let wrong_key = standard::sign(
+            &standard::key_from_secret("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap(),
+            "msg_2",
+            NOW,
+            LEAD.as_bytes(),
+        );
+        let other_body = standard::sign(
+            &standard::key_from_secret(SECRET).unwrap(),
+            "msg_3",
+            NOW,
+            br#"{"email":"eve@exemplo.com"}"#,
+        );
+        for request in [
+            bare,
+            signed_post("msg_2", NOW, LEAD, Some(wrong_key)),
+            signed_post("msg_3", NOW, LEAD, Some(other_body)),
+            signed_post("msg_4", NOW - 301, LEAD, None),
+        ] {
+            let response = r.handle_with(request, &sources).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(body_json(&response)["error"], "unauthorized");
+            assert_eq!(body_json(&response)["fields"], serde_json::json!([]));
+        }
+        let big = format!(r#"{{"email":"a@exemplo.com","x":"{}"}}"#, "y".repeat(2000));
+        let response = r
+            .handle_with(signed_post("msg_5", NOW, &big, None), &sources)
+            .await;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(r.store.records.lock().unwrap().is_empty());
+        assert!(r.queue.sent.lock().unwrap().is_empty());
+        assert!(r.source_store.seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_replayed_message_id_is_refused_inside_the_window() {
+        let (r, sources) = setup(&[]);
+        let first = r
+            .handle_with(signed_post("msg_1", NOW, LEAD, None), &sources)
+            .await;
+        assert_eq!(first.status(), StatusCode::OK);
+        r.clock.advance(60_000);
+        let replay = r
+            .handle_with(signed_post("msg_1", NOW + 60, LEAD, None), &sources)
+            .await;
+        assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_whose_lead_is_refused_can_be_sent_again_fixed() {
+        let (r, sources) = setup(&[]);
+        let bad = r
+            .handle_with(
+                signed_post("msg_7", NOW, r#"{"email":"nope"}"#, None),
+                &sources,
+            )
+            .await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body_json(&bad)["fields"][0]["field"], "email");
+        assert!(r.source_store.seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_google_test_lead_is_stored_marked_and_not_queued() {
+        let (r, sources) = setup(&[]);
+        let body = r#"{"lead_id":"L1","google_key":"gkey","is_test":true,"campaign_id":123,"user_column_data":[{"column_id":"EMAIL","string_value":"t@example.com"}]}"#;
+        let request = post("/leads/google", "application/json")
+            .body(Body::Text(body.into()))
+            .unwrap();
+        let response = r.handle_with(request, &sources).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(r.queue.sent.lock().unwrap().is_empty());
+        let records = r.store.records.lock().unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(records[0].0.envelope.lead.test);
+        assert_eq!(
+            records[0].0.envelope.lead.ad.campaign_id.as_deref(),
+            Some("123")
+        );
+        // The key never reaches the stored raw body.
+        assert!(!String::from_utf8_lossy(&records[0].0.raw.body).contains("gkey"));
+        assert_eq!(records[0].1, IntakeStatus::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_source_without_its_secret_answers_503_and_forms_keep_working() {
+        let (r, sources) = setup(&[]);
+        let request = post("/leads/broken", "application/json")
+            .body(Body::Text(LEAD.into()))
+            .unwrap();
+        let response = r.handle_with(request, &sources).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let request = post("/leads/landing", "application/json")
+            .body(Body::Text(LEAD.into()))
+            .unwrap();
+        assert_eq!(
+            r.handle_with(request, &sources).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signed_source_answers_405_to_other_methods() {
+        let (r, sources) = setup(&[]);
+        let request = http::Request::builder()
+            .method("GET")
+            .uri("/leads/backend")
+            .body(Body::Empty)
+            .unwrap();
+        let response = r.handle_with(request, &sources).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()["allow"], "POST");
+    }
+}

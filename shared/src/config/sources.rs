@@ -15,7 +15,7 @@ use crate::sources::typeform::config::TypeformConfig;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceConfig {
     /// Facebook/Instagram lead ads.
-    MetaLeadAds(MetaLeadAdsConfig),
+    MetaLeadAds(Box<MetaLeadAdsConfig>),
     /// Google Ads lead form webhooks.
     GoogleAdsLeadForm(GoogleAdsLeadFormConfig),
     /// Typeform webhooks.

@@ -8,7 +8,7 @@
 //!
 //! ```compile_fail
 //! use fluxo::sources::{Request, standard_webhooks};
-//! let headers = vec![];
+//! let headers: Vec<(String, String)> = vec![];
 //! let request = Request::new(&headers, br#"{"email":"a@b.com"}"#);
 //! // expected `&Request<'_, Verified>`, found `&Request<'_, Unverified>`
 //! let lead = standard_webhooks::request::lead(&request);
