@@ -53,6 +53,7 @@ pub fn steps() -> Vec<Step> {
             run: |ctx| Box::pin(show_queued(ctx)),
         },
         crate::demo_router::step(),
+        crate::demo_email::step(),
         crate::demo_optimizer::step(),
     ]
 }

@@ -1,10 +1,12 @@
 //! xtask library: the local stack (moto + cargo lambda watch + event-source mapping) and the task runner's commands.
 
 pub mod demo;
+pub mod demo_email;
 pub mod demo_optimizer;
 pub mod demo_router;
 pub mod deploy;
 pub mod dev;
+pub mod erase;
 pub mod esm;
 pub mod events;
 pub mod init_time;
