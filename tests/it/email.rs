@@ -784,7 +784,7 @@ async fn product_views_become_one_throttled_recommendation_without_bought_produc
         "em-reco",
         &config(
             &server.uri(),
-            "[email_trigger.recommendations]\nenabled = true\nwindow_secs = 1\nperiod_hours = 24\nmax_products = 2\nplatforms = [\"mailchimp\"]\n",
+            "[email_trigger.recommendations]\nenabled = true\nwindow_secs = 8\nperiod_hours = 24\nmax_products = 2\nplatforms = [\"mailchimp\"]\n",
         ),
     )
     .await;
@@ -825,8 +825,9 @@ async fn product_views_become_one_throttled_recommendation_without_bought_produc
         assert!(h.deliver(std::slice::from_ref(v)).await.is_empty());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // The first view scheduled one delayed email.recommend on the email queue.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The first view scheduled one delayed email.recommend on the email queue. (An 8 s window: the
+    // deliveries above must all fall in it, even on a loaded machine.)
+    tokio::time::sleep(Duration::from_millis(8500)).await;
     let queued = support::drain(&h.sdk, &h.stack.queue("EmailQueue").unwrap().url, 30).await;
     let bodies: Vec<String> = queued
         .iter()

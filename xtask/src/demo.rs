@@ -54,6 +54,7 @@ pub fn steps() -> Vec<Step> {
             run: |ctx| Box::pin(show_queued(ctx)),
         },
         crate::demo_router::step(),
+        crate::demo_email::step(),
         crate::demo_audience::step(),
         crate::demo_optimizer::step(),
         crate::demo_reports::step(),

@@ -3,12 +3,14 @@
 pub mod chaos;
 pub mod demo;
 pub mod demo_audience;
+pub mod demo_email;
 pub mod demo_optimizer;
 pub mod demo_reports;
 pub mod demo_router;
 pub mod demo_sources;
 pub mod deploy;
 pub mod dev;
+pub mod erase;
 pub mod esm;
 pub mod events;
 pub mod init_time;

@@ -41,6 +41,8 @@ enum Command {
     InitTime(init_time::InitTimeArgs),
     /// Invoke a function of a running `cargo xtask dev`
     Invoke(tools::InvokeOptions),
+    /// Erase a person (email platforms, audiences, Fluxo's records) on a running `cargo xtask dev`
+    Erase(xtask::erase::EraseArgs),
     /// Revert a campaign's last bid change, or run the optimizer now, on `cargo xtask dev`
     Optimizer(optimizer::OptimizerArgs),
 }
@@ -58,6 +60,7 @@ async fn execute(command: Command) -> Result<bool> {
         Command::CheckConfig(args) => return Ok(tools::check_config(&args.file)),
         Command::InitTime(args) => init_time::run(args.runs.max(1)).await?,
         Command::Invoke(opts) => tools::invoke(opts).await?,
+        Command::Erase(args) => xtask::erase::run(args).await?,
         Command::Optimizer(args) => optimizer::run(args).await?,
     }
     Ok(true)
