@@ -90,7 +90,11 @@ fn jsonish() -> impl Strategy<Value = String> {
         1 => (value, any::<prop::sample::Index>()).prop_map(|(v, cut)| {
             let s = v.to_string();
             let at = cut.index(s.len() + 1);
-            s.char_indices().map(|(i, _)| i).filter(|i| *i <= at).last().map(|i| s[..i].to_string()).unwrap_or_default()
+            let mut end = at.min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
         }),
         1 => ".{0,200}",
         1 => "\\PC{0,64}",
