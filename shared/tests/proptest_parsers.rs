@@ -14,8 +14,9 @@ use fluxo::domain::intake::{self, IntakeSettings, RawFields, RawValue, Submissio
 use fluxo::optimizer::EntityKind;
 use proptest::prelude::*;
 
-/// Longest one parser call may take on one input (generous: the machine is shared and loaded).
-const BOUND: Duration = Duration::from_millis(500);
+/// Longest one parser call may take on one input: generous, as a debug build on a loaded 2-core
+/// machine parses a phone number in up to half a second; a super-linear blow-up still trips it.
+const BOUND: Duration = Duration::from_secs(2);
 
 /// Runs `f` and fails the case if it took longer than [`BOUND`].
 fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
