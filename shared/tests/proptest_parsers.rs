@@ -14,8 +14,9 @@ use fluxo::domain::intake::{self, IntakeSettings, RawFields, RawValue, Submissio
 use fluxo::optimizer::EntityKind;
 use proptest::prelude::*;
 
-/// Longest one parser call may take on one input (generous: the machine is shared and loaded).
-const BOUND: Duration = Duration::from_millis(500);
+/// Longest one parser call may take on one input: generous, as a debug build on a loaded 2-core
+/// machine parses a phone number in up to half a second; a super-linear blow-up still trips it.
+const BOUND: Duration = Duration::from_secs(2);
 
 /// Runs `f` and fails the case if it took longer than [`BOUND`].
 fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
@@ -90,7 +91,11 @@ fn jsonish() -> impl Strategy<Value = String> {
         1 => (value, any::<prop::sample::Index>()).prop_map(|(v, cut)| {
             let s = v.to_string();
             let at = cut.index(s.len() + 1);
-            s.char_indices().map(|(i, _)| i).filter(|i| *i <= at).last().map(|i| s[..i].to_string()).unwrap_or_default()
+            let mut end = at.min(s.len());
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
         }),
         1 => ".{0,200}",
         1 => "\\PC{0,64}",
