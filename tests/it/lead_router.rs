@@ -518,9 +518,30 @@ async fn end_to_end_a_posted_lead_reaches_the_crm_once_and_its_fan_out_reaches_b
         fluxo::audience::normalize::sha256_hex(&email)
     );
     let mut audience_synced = false;
-    while (email_action.is_none() || (audience_action.is_none() && !audience_synced))
+    // Likewise email-trigger may take the enrollment first: its ledger record for the person x
+    // sequence is then the evidence.
+    let enrollment_pk = format!(
+        "EFFECT#{}",
+        email_trigger::trigger::enrollment_key(
+            &fluxo::Email::parse(&email).unwrap().sha256_hex(),
+            "nutricao_interesse_software_a"
+        )
+    );
+    let mut email_taken = false;
+    while ((email_action.is_none() && !email_taken)
+        || (audience_action.is_none() && !audience_synced))
         && Instant::now() < deadline
     {
+        email_taken = !ddb
+            .query()
+            .table_name(shared.table("LeadsTable").unwrap())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(enrollment_pk.clone()))
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .is_empty();
         audience_synced = !ddb
             .query()
             .table_name(shared.table("LeadsTable").unwrap())
@@ -553,8 +574,13 @@ async fn end_to_end_a_posted_lead_reaches_the_crm_once_and_its_fan_out_reaches_b
             }
         }
     }
-    let email_action = email_action.expect("the lead's enrollment on the email queue");
-    assert_eq!(email_action.sequence, "nutricao_interesse_software_a");
+    match email_action {
+        Some(a) => assert_eq!(a.sequence, "nutricao_interesse_software_a"),
+        None => assert!(
+            email_taken,
+            "the lead's enrollment is neither on the email queue nor taken by email-trigger"
+        ),
+    }
     match audience_action {
         Some(a) => assert_eq!(a.audience, "leads_qualificados"),
         None => assert!(

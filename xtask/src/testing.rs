@@ -28,7 +28,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
         let default = root.join("tests").join("e2e").join("fluxo.toml");
         default.exists().then_some(default)
     });
-    let total = 10;
+    let total = 9;
     let header = |n: usize, what: &str| println!("\n════ [{n}/{total}] {what}");
 
     header(1, "Python tools");
@@ -165,16 +165,6 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     stack.stop().await;
     outcome?;
 
-    header(
-        10,
-        "chaos, short profile: faults, duplicates, kills, hostile corpus, load, ledger check",
-    );
-    let chaos = crate::chaos::ChaosArgs {
-        profile: crate::chaos::ProfileName::Short,
-    };
-    if !crate::chaos::run(chaos).await? {
-        bail!("the chaos run found something lost, done twice or answered 5xx");
-    }
     println!("\n✓ all checks passed");
     Ok(())
 }

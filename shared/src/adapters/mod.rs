@@ -2,9 +2,9 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
-pub mod errors;
 #[cfg(all(feature = "dynamodb", feature = "sqs"))]
 pub mod email;
+pub mod errors;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
 #[cfg(feature = "dynamodb")]

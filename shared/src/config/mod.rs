@@ -2,8 +2,8 @@
 //!
 //! Loading validates the whole file. Every error names the file, the line and column, and the field.
 
-pub mod email;
 pub mod audience;
+pub mod email;
 pub mod live;
 pub mod optimizer;
 pub mod router;
