@@ -13,6 +13,7 @@ use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::sources::meta_lead_ads::client::GraphClient;
 use fluxo::sources::meta_lead_ads::request as meta;
 use fluxo::sources::standard_webhooks::request as standard;
+use fluxo::sources::typeform::request as typeform;
 use fluxo::sources::{SigningKey, SigningKeys};
 use lambda_http::{Body, Request};
 use webhook_receiver::Receiver;
@@ -283,4 +284,112 @@ async fn a_replayed_standard_webhook_id_is_refused_by_the_dynamodb_marker() {
         .await;
     assert_eq!(old.status(), 401);
     assert_eq!(intake_leads(&sdk, &stack).await.len(), 1);
+}
+
+#[tokio::test]
+async fn hostile_google_and_typeform_deliveries_get_4xx_store_nothing_and_a_redelivery_counts_once()
+{
+    let (sdk, stack) = support::isolated_stack("gtbad").await;
+    let graph = MockServer::start().await;
+    let r = receiver(&sdk, &stack);
+    let tf_secret = b"it-typeform-secret";
+    let sources = sources(&graph)
+        .with(
+            "google",
+            Source::Google {
+                keys: SigningKeys::new(SigningKey::new(b"it-google-key".to_vec()), None),
+                forward_tests: false,
+            },
+        )
+        .with(
+            "typeform",
+            Source::Typeform {
+                keys: SigningKeys::new(SigningKey::new(tf_secret.to_vec()), None),
+                fields: [("email_ref".to_string(), "email".to_string())].into(),
+            },
+        );
+    let google = |key: Option<&str>| {
+        let mut body = serde_json::json!({
+            "lead_id": "gl-it-1",
+            "form_id": 42,
+            "campaign_id": 7,
+            "gcl_id": "gcl-it",
+            "user_column_data": [{"column_id": "EMAIL", "string_value": "g.lead@exemplo.com"}]
+        });
+        if let Some(k) = key {
+            body["google_key"] = serde_json::Value::from(k);
+        }
+        body.to_string()
+    };
+    let typeform = serde_json::json!({
+        "event_id": "tf-ev-1",
+        "event_type": "form_response",
+        "form_response": {
+            "token": "tf-token-1",
+            "answers": [{"type": "email", "email": "t.lead@exemplo.com", "field": {"ref": "email_ref"}}]
+        }
+    })
+    .to_string();
+    let status = |path: &'static str, headers: Vec<(&'static str, String)>, body: String| {
+        let request = post(path, &headers, &body);
+        let sources = &sources;
+        let r = &r;
+        async move { r.handle_with(request, sources).await.status().as_u16() }
+    };
+
+    // Google: no key, a wrong key, a body that is not JSON.
+    assert_eq!(status("/leads/google", vec![], google(None)).await, 401);
+    assert_eq!(
+        status("/leads/google", vec![], google(Some("wrong"))).await,
+        401
+    );
+    assert_eq!(
+        status("/leads/google", vec![], "not json".into()).await,
+        401
+    );
+    // Typeform: no header, a malformed one, a wrong secret, a signature over another body.
+    let tf = typeform.as_bytes();
+    for headers in [
+        vec![],
+        vec![("typeform-signature", "sha256=%%%".to_string())],
+        vec![("typeform-signature", typeform::sign(b"wrong", tf))],
+        vec![("typeform-signature", typeform::sign(tf_secret, b"{}"))],
+    ] {
+        assert_eq!(
+            status("/leads/typeform", headers, typeform.clone()).await,
+            401
+        );
+    }
+    // Oversized bodies (the test receiver's MAX_BODY_BYTES is 4096), even when signed.
+    let big = format!(
+        "{{\"google_key\":\"it-google-key\",\"x\":\"{}\"}}",
+        "y".repeat(5000)
+    );
+    assert_eq!(status("/leads/google", vec![], big.clone()).await, 413);
+    let signed_big = vec![(
+        "typeform-signature",
+        typeform::sign(tf_secret, big.as_bytes()),
+    )];
+    assert_eq!(status("/leads/typeform", signed_big, big).await, 413);
+    assert!(
+        support::scan_all(&sdk, stack.table("LeadsTable").unwrap())
+            .await
+            .is_empty(),
+        "a refused delivery stored something"
+    );
+
+    // A platform's redelivery of the same lead (its lead id, its response token) is one lead.
+    for _ in 0..2 {
+        assert_eq!(
+            status("/leads/google", vec![], google(Some("it-google-key"))).await,
+            200
+        );
+        let signed = vec![("typeform-signature", typeform::sign(tf_secret, tf))];
+        assert_eq!(
+            status("/leads/typeform", signed, typeform.clone()).await,
+            200
+        );
+    }
+    let leads = intake_leads(&sdk, &stack).await;
+    assert_eq!(leads.len(), 2, "one lead per platform id: {leads:?}");
 }

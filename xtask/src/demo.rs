@@ -92,6 +92,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     })
     .await?;
     let outcome = async {
+        crate::demo_sources::put_secrets(&stack.sdk).await?;
         stack.warm_up().await?;
         stack.print_urls();
         run_steps(&mut stack).await
@@ -100,7 +101,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     stack.stop().await;
     match &outcome {
         Ok(()) => println!(
-            "\n✓ Demo passed: 2 leads accepted, stored and queued; 1 invalid lead rejected."
+            "\n✓ Demo passed: every step's checks held (leads from a signed lead ad and two forms stored, routed, enrolled and synced in dry-run; the invalid lead rejected; one optimizer pass; the reports)."
         ),
         Err(_) => println!("\n✗ Demo failed (logs are in .fluxo/logs/)."),
     }

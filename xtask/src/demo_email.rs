@@ -180,6 +180,8 @@ pub async fn show_email(ctx: &mut DemoContext<'_>) -> Result<()> {
     let parsed = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
     let profile_key = parsed.sha256_hex();
     let enroll = effect_key(&profile_key, &format!("email:{SEQUENCE}"), "enroll");
+    // The router's step showed the email and audience queues; their consumers start now.
+    ctx.stack.start_event_sources()?;
 
     println!("\n  ● {} → sequence {SEQUENCE}", mask_email(&email));
     let (state, reason, _) = wait_effect(ctx, &enroll, &["skipped", "done"]).await?;

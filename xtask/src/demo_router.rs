@@ -29,7 +29,9 @@ pub fn step() -> Step {
 
 /// Starts the event-source mapping, waits until every accepted lead is routed, and shows the outcome.
 pub async fn show_routing(ctx: &mut DemoContext<'_>) -> Result<()> {
-    ctx.stack.start_event_sources()?;
+    // Only the leads queue: the email and audience messages stay on their queues to be shown here;
+    // the email and audience steps start their consumers.
+    ctx.stack.start_event_sources_for(&["LeadsQueue"])?;
     println!(
         "  event-source mapping started: LeadsQueue → lead-router (batches of up to 10, partial failures)"
     );

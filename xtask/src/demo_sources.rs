@@ -1,6 +1,6 @@
 //! Demo step for the signed lead sources: a signed Meta lead-ad notification becomes a lead through a
 //! local fake Graph API (wiremock, inside xtask), and the same notification with a bad signature is
-//! refused. It runs first, so the receiver starts with the demo source's secrets already in (moto) SSM.
+//! refused. Its secrets are put into (moto) SSM before the functions start (`put_secrets`).
 
 use std::time::Duration;
 
@@ -30,8 +30,10 @@ pub fn step() -> Step {
     }
 }
 
-async fn put_secrets(ctx: &DemoContext<'_>) -> Result<()> {
-    let ssm = aws_sdk_ssm::Client::new(&ctx.stack.sdk);
+/// Puts the demo source's secrets into (moto) SSM. The demo calls it before the functions start, as a
+/// deploy has its parameters in place before the first request.
+pub async fn put_secrets(sdk: &aws_config::SdkConfig) -> Result<()> {
+    let ssm = aws_sdk_ssm::Client::new(sdk);
     for (name, value) in [
         ("app-secret", APP_SECRET),
         ("verify-token", VERIFY_TOKEN),
@@ -90,7 +92,6 @@ fn notification() -> String {
 }
 
 async fn run(ctx: &mut DemoContext<'_>) -> Result<()> {
-    put_secrets(ctx).await?;
     let graph = fake_graph().await?;
     let url = format!("{}/leads/{SOURCE}", ctx.stack.api_url);
 

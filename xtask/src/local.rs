@@ -88,7 +88,9 @@ pub struct RunningStack {
     watch: Guard,
     tasks: JoinSet<()>,
     schedules: bool,
-    event_sources_started: bool,
+    /// The queues whose event-source mapping runs, and whether the schedules run.
+    started_queues: std::collections::BTreeSet<String>,
+    schedules_started: bool,
 }
 
 fn output_to(show: bool, log: &Path) -> Result<(Stdio, Stdio)> {
@@ -291,7 +293,8 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
         watch,
         tasks: JoinSet::new(),
         schedules: opts.schedules,
-        event_sources_started: false,
+        started_queues: Default::default(),
+        schedules_started: false,
     };
     if opts.event_sources {
         stack.start_event_sources()?;
@@ -302,18 +305,32 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
 impl RunningStack {
     /// Starts the local event-source mapping (SQS pollers, and schedules if asked for). Idempotent.
     pub fn start_event_sources(&mut self) -> Result<()> {
-        if self.event_sources_started {
-            return Ok(());
-        }
-        let mappings = esm::sqs_mappings(&self.template, &self.info)?;
-        let schedules = if self.schedules {
+        self.start_mappings(None)
+    }
+
+    /// Starts the SQS pollers of the named queues only (template logical ids, e.g. `LeadsQueue`), so
+    /// a demo step can show what a function queued before its consumer takes it. Idempotent.
+    pub fn start_event_sources_for(&mut self, queues: &[&str]) -> Result<()> {
+        self.start_mappings(Some(queues))
+    }
+
+    fn start_mappings(&mut self, only: Option<&[&str]>) -> Result<()> {
+        let mappings: Vec<_> = esm::sqs_mappings(&self.template, &self.info)?
+            .into_iter()
+            .filter(|m| !self.started_queues.contains(&m.queue_id))
+            .filter(|m| only.is_none_or(|q| q.contains(&m.queue_id.as_str())))
+            .collect();
+        let schedules = if self.schedules && only.is_none() && !self.schedules_started {
             esm::schedule_mappings(&self.template)?
         } else {
             Vec::new()
         };
-        if !mappings.is_empty() || !schedules.is_empty() {
-            println!("▶ Starting the local event-source mapping");
+        if mappings.is_empty() && schedules.is_empty() {
+            return Ok(());
         }
+        println!("▶ Starting the local event-source mapping");
+        let started: Vec<String> = mappings.iter().map(|m| m.queue_id.clone()).collect();
+        self.schedules_started |= !schedules.is_empty();
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         esm::start(
             &mut self.tasks,
@@ -322,7 +339,7 @@ impl RunningStack {
             mappings,
             schedules,
         )?;
-        self.event_sources_started = true;
+        self.started_queues.extend(started);
         Ok(())
     }
 

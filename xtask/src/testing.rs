@@ -28,7 +28,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
         let default = root.join("tests").join("e2e").join("fluxo.toml");
         default.exists().then_some(default)
     });
-    let total = 9;
+    let total = 10;
     let header = |n: usize, what: &str| println!("\n════ [{n}/{total}] {what}");
 
     header(1, "Python tools");
@@ -164,6 +164,20 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     }
     stack.stop().await;
     outcome?;
+
+    header(
+        10,
+        "reliability harness, short profile: faults, duplicates, a kill and hostile input; the ledger check",
+    );
+    let held = crate::chaos::run(crate::chaos::ChaosArgs {
+        profile: crate::chaos::ProfileName::Short,
+    })
+    .await?;
+    if !held {
+        bail!(
+            "the reliability harness found a lead lost, an effect done twice or a 5xx (see its table above)"
+        );
+    }
 
     println!("\n✓ all checks passed");
     Ok(())

@@ -44,7 +44,9 @@ pub async fn run(live: &Live) -> Result<(), Error> {
     let rebuild = |loaded| crate::sources::build_owned(secrets, loaded);
     let rebuild = &rebuild;
     let http = Adapter::from(service_fn(move |request| async move {
-        let current = sources.current(rebuild).await;
+        let current = sources
+            .current_retrying(rebuild, crate::sources::Sources::degraded)
+            .await;
         Ok::<_, Infallible>(receiver.handle_with(request, &current).await)
     }));
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
@@ -52,7 +54,9 @@ pub async fn run(live: &Live) -> Result<(), Error> {
         async move {
             let LambdaEvent { payload, context } = event;
             if is_scheduled(payload.get()) {
-                let current = sources.current(rebuild).await;
+                let current = sources
+                    .current_retrying(rebuild, crate::sources::Sources::degraded)
+                    .await;
                 let lead_ads = receiver.sweep_notices(&current).await?;
                 // Leads the notices just stored are queued by this same run.
                 let leads = receiver.sweep().await?;

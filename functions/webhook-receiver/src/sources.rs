@@ -77,6 +77,12 @@ impl Sources {
         self.0.get(name)
     }
 
+    /// Whether a configured source could not be built (its secret is missing or SSM was down): the
+    /// receiver then builds the config version again every few seconds until it can.
+    pub fn degraded(&self) -> bool {
+        self.0.values().any(|s| matches!(s, Source::Unavailable(_)))
+    }
+
     /// Adds a source (tests and tools).
     pub fn with(mut self, name: &str, source: Source) -> Self {
         self.0.insert(name.to_string(), source);

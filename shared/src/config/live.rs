@@ -14,6 +14,8 @@ use super::source::{ConfigSource, Poll, SourceError};
 
 /// How often a running function looks for a new config version, at most.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a function builds the version in use again while part of it could not be built.
+pub const DEGRADED_RETRY: Duration = Duration::from_secs(15);
 /// The metric counted while the deployed config is refused.
 pub const REJECTED_METRIC: &str = "ConfigRejected";
 
@@ -31,6 +33,8 @@ pub enum StartError<E: std::error::Error + 'static> {
 struct State<T> {
     source: ConfigSource,
     current: Arc<T>,
+    /// The version in use, kept to build it again while part of it is degraded.
+    loaded: LoadedConfig,
     version: String,
     next_check: Instant,
     /// The error of the deployed version, while it is refused.
@@ -68,11 +72,12 @@ impl<T> LiveConfig<T> {
         let loaded = source.load().await?;
         let version = loaded.version.clone();
         tracing::info!(config = %loaded.origin, config_version = %version, "config loaded");
-        let current = build(loaded).await.map_err(StartError::Build)?;
+        let current = build(loaded.clone()).await.map_err(StartError::Build)?;
         Ok(LiveConfig {
             state: Mutex::new(State {
                 source,
                 current: Arc::new(current),
+                loaded,
                 version,
                 next_check: Instant::now() + DEFAULT_INTERVAL,
                 rejected: None,
@@ -102,6 +107,22 @@ impl<T> LiveConfig<T> {
         Fut: Future<Output = Result<T, E>>,
         E: Display,
     {
+        self.current_retrying(build, |_| false).await
+    }
+
+    /// As [`LiveConfig::current`], and while `degraded` says part of the current `T` could not be built
+    /// (a secret created after the deploy, SSM briefly down), the version in use is built again every
+    /// [`DEGRADED_RETRY`], so that part starts working without a new version or a cold start.
+    pub async fn current_retrying<F, Fut, E>(
+        &self,
+        build: F,
+        degraded: impl Fn(&T) -> bool,
+    ) -> Arc<T>
+    where
+        F: FnOnce(LoadedConfig) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Display,
+    {
         let mut state = self.state.lock().await;
         let now = Instant::now();
         if now < state.next_check {
@@ -112,13 +133,27 @@ impl<T> LiveConfig<T> {
             Ok(Poll::Unchanged) => {
                 if state.rejected.is_some() {
                     self.count_rejected();
+                } else if degraded(&state.current) {
+                    match build(state.loaded.clone()).await {
+                        Ok(next) => {
+                            if degraded(&next) {
+                                tracing::warn!(config_version = %state.version, "part of the config version in use still cannot be built");
+                            } else {
+                                tracing::info!(config_version = %state.version, "the config version in use is now fully built");
+                            }
+                            state.current = Arc::new(next);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, config_version = %state.version, "building the version in use again failed");
+                        }
+                    }
                 }
             }
             Ok(Poll::Changed(result)) => match *result {
                 Ok(loaded) => {
                     let version = loaded.version.clone();
                     let origin = loaded.origin.clone();
-                    match build(loaded).await {
+                    match build(loaded.clone()).await {
                         Ok(next) => {
                             tracing::info!(
                                 config = %origin,
@@ -127,6 +162,7 @@ impl<T> LiveConfig<T> {
                                 "new config version in use"
                             );
                             state.current = Arc::new(next);
+                            state.loaded = loaded;
                             state.version = version;
                             state.rejected = None;
                         }
@@ -138,6 +174,9 @@ impl<T> LiveConfig<T> {
             Err(e) => {
                 tracing::warn!(error = %e, config_version = %state.version, "config not re-read; keeping the current version");
             }
+        }
+        if degraded(&state.current) {
+            state.next_check = state.next_check.min(now + DEGRADED_RETRY);
         }
         state.current.clone()
     }
@@ -230,6 +269,40 @@ mod tests {
         let live = LiveConfig::start(source, "test", mode_of).await.unwrap();
         std::fs::write(&path, "[lead_router]\nmode = \"accumulate\"\n").unwrap();
         assert_eq!(*live.current(mode_of).await, "FirstMatch");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_degraded_part_is_built_again_from_the_version_in_use() {
+        let dir = std::env::temp_dir().join(format!("fluxo-live-deg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.toml");
+        std::fs::write(&path, "[lead_router]\nmode = \"first_match\"\n").unwrap();
+        let source = ConfigSource::local(Location::File(path.clone()));
+        // The first build lacks a part (a secret not there yet); later builds have it.
+        let builds = std::sync::atomic::AtomicUsize::new(0);
+        let build = |loaded: LoadedConfig| {
+            let n = builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let mode = mode_of(loaded).await?;
+                Ok::<_, Never>(if n == 0 {
+                    format!("{mode}+missing")
+                } else {
+                    mode
+                })
+            }
+        };
+        let live = LiveConfig::start(source, "test", build)
+            .await
+            .unwrap()
+            .with_interval(Duration::ZERO);
+        let version = live.version().await;
+        let degraded = |t: &String| t.ends_with("+missing");
+        assert_eq!(*live.current_retrying(build, degraded).await, "FirstMatch");
+        assert_eq!(live.version().await, version);
+        // Healthy now: no further build.
+        let _ = live.current_retrying(build, degraded).await;
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 2);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -62,17 +62,19 @@ pub struct Profile {
 impl Profile {
     pub fn of(name: ProfileName) -> Profile {
         match name {
+            // A few minutes on 2 cores, inside `cargo xtask test`: no load part (it needs `oha`,
+            // whose first build alone takes longer than the whole profile).
             ProfileName::Short => Profile {
                 name: "short",
-                leads: 100,
+                leads: 40,
                 vendor_percent: 30,
-                kills: 2,
-                kill_every: 23,
+                kills: 1,
+                kill_every: 17,
                 duplicates: true,
                 aws_percent: 20,
-                load_requests: 600,
-                load_concurrency: 16,
-                settle: Duration::from_secs(420),
+                load_requests: 0,
+                load_concurrency: 0,
+                settle: Duration::from_secs(300),
                 proptest_cases: 0,
             },
             ProfileName::Long => Profile {
@@ -191,7 +193,9 @@ pub async fn run(args: ChaosArgs) -> Result<bool> {
         )
         .await?;
         hostile_part(&stack, &mut figures).await?;
-        load_part(&mut stack, &profile, &run_id, &crm, &mut figures).await?;
+        if profile.load_requests > 0 {
+            load_part(&mut stack, &profile, &run_id, &crm, &mut figures).await?;
+        }
         if profile.proptest_cases > 0 {
             proptest_part(profile.proptest_cases, &mut figures).await?;
         }
