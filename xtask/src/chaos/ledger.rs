@@ -26,7 +26,7 @@ pub enum Counted {
         ledger_destination: &'static str,
         action: &'static str,
     },
-    /// The messages waiting on a queue whose consumer is not built yet.
+    /// The messages waiting on a queue whose consumer the harness leaves off.
     Queued { queue: &'static str },
 }
 
@@ -50,17 +50,18 @@ pub fn destinations() -> Vec<Destination> {
             },
             dlq: "LeadsDeadLetterQueue",
         },
-        // email-trigger (being built) consumes this queue; then: Counted::Vendor on the email fake.
+        // The harness leaves email-trigger's mapping off: the queue is the count. Next: count
+        // email-trigger's ledger and an email platform fake behind the fault proxy.
         Destination {
-            name: "email (queued, not yet consumed)",
+            name: "email (on its queue; consumer off)",
             counted: Counted::Queued {
                 queue: "EmailQueue",
             },
             dlq: "EmailDeadLetterQueue",
         },
-        // audience-sync (being built) consumes this queue; then: Counted::Vendor on the audience fake.
+        // The same for audience-sync.
         Destination {
-            name: "audience (queued, not yet consumed)",
+            name: "audience (on its queue; consumer off)",
             counted: Counted::Queued {
                 queue: "AudienceQueue",
             },
