@@ -373,14 +373,7 @@ impl EmailPeople for DynamoEmail {
         let mut item = customer_item_key(customer_id);
         item.insert("profile_key".into(), s(profile_key));
         item.insert("email_fp".into(), s(fingerprint));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 }
 
@@ -438,14 +431,7 @@ impl DynamoEmail {
         item.insert("erased_fp".into(), s(fingerprint));
         item.insert("at".into(), s(at.to_rfc3339()));
         item.insert("report".into(), s(report));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 }
 

@@ -28,7 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 
 use super::dynamodb::classify;
-use super::ledger::{FAILED, Item, PENDING, corrupt, n, s, versioned_put, written};
+use super::ledger::{FAILED, Item, Ledger, PENDING, corrupt, n, s, versioned_put, written};
 use crate::audience::ports::{
     ClaimWrite, JobRecord, Membership, MembershipLedger, ProfileSnapshots, RunRecord, State,
 };
@@ -179,6 +179,14 @@ impl DynamoMemberships {
     /// Builds the client from the shared AWS config.
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self::new(Client::new(config), table)
+    }
+
+    /// The ledger's single-item writes on the same table.
+    fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            client: &self.client,
+            table: &self.table,
+        }
     }
 
     /// Reads items by key in `BatchGetItem` calls of 100, concurrently, retrying unprocessed keys.
@@ -466,14 +474,7 @@ impl MembershipLedger for DynamoMemberships {
                 n((run.at + Duration::days(RECORD_TTL_DAYS)).timestamp()),
             ),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 
     async fn record_job(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -499,14 +500,7 @@ impl MembershipLedger for DynamoMemberships {
         if let Some(r) = &job.reason {
             item.insert("reason".into(), s(r.clone()));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 
     async fn running_jobs(
