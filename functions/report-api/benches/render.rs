@@ -155,7 +155,9 @@ fn render(c: &mut Criterion) {
         .collect();
     let file = lake::write(Table::Leads, &rows).expect("the leads' Parquet file");
     assert_eq!(
-        lake::read(file.clone()).expect("the Parquet file reads back").len(),
+        lake::read(file.clone())
+            .expect("the Parquet file reads back")
+            .len(),
         LEADS,
         "the Parquet file holds every lead"
     );
