@@ -9,6 +9,7 @@
 //!   each vendor with `config.rs`, `request.rs` (pure) and `client.rs`.
 //! - `adapters`: AWS only (DynamoDB, SQS, SSM, S3, signed calls), with one error classifier.
 //! - [`config`]: the config file model, its source and live reloading.
+//! - `lambda` (features `lambda`, `ssm`, `s3`): the cold start every function shares.
 //!
 //! Only `adapters` knows AWS SDK types, and only the connectors know HTTP types. Adapters and HTTP are
 //! behind cargo features so that each function links only what it calls. `testing` (feature `testing`)
@@ -24,6 +25,8 @@ pub mod email;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;
+#[cfg(all(feature = "lambda", feature = "ssm", feature = "s3"))]
+pub mod lambda;
 pub mod observability;
 pub mod optimizer;
 pub mod ports;

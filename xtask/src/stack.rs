@@ -27,6 +27,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use fluxo::adapters::signed::{Service, SignedClient, encode};
 use serde::{Deserialize, Serialize};
 
 use crate::template::{
@@ -193,7 +194,7 @@ pub async fn provision_template(
     }
     let buckets = template.buckets();
     if !buckets.is_empty() {
-        let s3 = fluxo::adapters::s3::S3Objects::from_sdk_config(sdk)?;
+        let s3 = SignedClient::from_sdk_config(sdk)?;
         let resolver = StackInfo::default().resolver(template.parameter_values(&BTreeMap::new()));
         for bucket in buckets {
             let name = local_bucket_name(
@@ -202,13 +203,65 @@ pub async fn provision_template(
                 bucket.name.as_ref(),
                 name_prefix,
             )?;
-            s3.create_versioned_bucket(&name)
+            create_versioned_bucket(&s3, &name)
                 .await
                 .with_context(|| format!("creating bucket {} ({name})", bucket.logical_id))?;
             info.buckets.insert(bucket.logical_id, name);
         }
     }
     Ok(info)
+}
+
+/// Creates a versioned bucket on the local stack (on AWS the template creates it); an existing bucket of
+/// the caller's is kept. Plain SigV4-signed S3 calls: the functions link no S3 SDK, and neither does this.
+async fn create_versioned_bucket(s3: &SignedClient, bucket: &str) -> Result<()> {
+    let url = match s3.endpoint_override() {
+        Some(endpoint) => format!("{endpoint}/{}/", encode(bucket)),
+        None => format!("https://{bucket}.s3.{}.amazonaws.com/", s3.region()?),
+    };
+    let region = s3.region()?;
+    let body = if region == "us-east-1" {
+        Vec::new()
+    } else {
+        format!(
+            "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+        )
+        .into_bytes()
+    };
+    let reply = s3.send(Service::S3, "PUT", &url, &[], body).await?;
+    if reply.status != 200 && s3_error_code(&reply.text()) != "BucketAlreadyOwnedByYou" {
+        return Err(anyhow!(
+            "CreateBucket {bucket}: HTTP {} {}",
+            reply.status,
+            s3_error_code(&reply.text())
+        ));
+    }
+    let versioning = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>";
+    let reply = s3
+        .send(
+            Service::S3,
+            "PUT",
+            &format!("{url}?versioning="),
+            &[],
+            versioning.as_bytes().to_vec(),
+        )
+        .await?;
+    if reply.status != 200 {
+        return Err(anyhow!(
+            "PutBucketVersioning {bucket}: HTTP {} {}",
+            reply.status,
+            s3_error_code(&reply.text())
+        ));
+    }
+    Ok(())
+}
+
+/// The `<Code>` of an S3 XML error body (empty when there is none).
+fn s3_error_code(xml: &str) -> String {
+    xml.split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string())
+        .unwrap_or_default()
 }
 
 /// A valid S3 bucket name for the local copy of a template bucket.
@@ -371,6 +424,13 @@ async fn create_queue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_s3_error_code_is_read_from_the_xml_body() {
+        let xml = "<?xml version=\"1.0\"?><Error><Code>BucketAlreadyOwnedByYou</Code><Message>m</Message></Error>";
+        assert_eq!(s3_error_code(xml), "BucketAlreadyOwnedByYou");
+        assert_eq!(s3_error_code(""), "");
+    }
 
     #[test]
     fn round_trips_the_stack_file_shape() {

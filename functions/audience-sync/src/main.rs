@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
 
     // 2. Settings, config and clients, once per cold start. A bad setting or config fails here, by name.
     let (cold, source) = setup::cold_start().await?;
-    let rebuild = |loaded: fluxo::config::LoadedConfig| cold.build(loaded);
+    let rebuild = |loaded: fluxo::config::LoadedConfig| setup::rebuild(&cold, loaded);
     let live = LiveConfig::start(source, "audience-sync", &rebuild).await?;
     let (live, rebuild) = (&live, &rebuild);
 

@@ -3,9 +3,10 @@
 
 use fluxo::adapters::memberships::DynamoMemberships;
 use fluxo::audience::{AudienceSecrets, AudienceSetupError, Audiences};
-use fluxo::config::source::{ConfigSource, Location, SourceError};
+use fluxo::config::source::ConfigSource;
 use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::Secret;
+use fluxo::lambda::{ColdStartError, Start};
 use fluxo::ports::SystemClock;
 use fluxo::secrets::{SecretError, SecretStore};
 use fluxo::settings::{self, Env, SettingError, Source};
@@ -40,7 +41,7 @@ impl Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
-    Setting(#[from] SettingError),
+    ColdStart(#[from] ColdStartError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("audience_sync {0}: {1}")]
@@ -49,39 +50,21 @@ pub enum SetupError {
     Audiences(#[from] AudienceSetupError),
     #[error("audience_sync.consent: {0}")]
     Consent(String),
-    #[error(transparent)]
-    Source(#[from] SourceError),
 }
 
-/// What a cold start builds once and every config version reuses.
-pub struct ColdStart {
-    pub settings: Settings,
-    /// The shared AWS config (credentials, region, `AWS_ENDPOINT_URL`); the clients are built from it.
-    pub sdk_config: aws_config::SdkConfig,
-    /// The secret store (environment, then SSM), caching what it reads.
-    pub secrets: SecretStore,
-}
-
-impl ColdStart {
-    /// The live syncer for one config version.
-    pub async fn build(&self, loaded: LoadedConfig) -> Result<LiveSync, SetupError> {
-        build(&self.sdk_config, &self.settings, &self.secrets, loaded).await
-    }
-}
+/// What a cold start builds once and every config version reuses: the settings, the AWS config and the
+/// secret store.
+pub type ColdStart = fluxo::lambda::ColdStart<Settings>;
 
 /// Settings, the AWS config and every client, once per cold start. A bad setting fails here, by name.
 /// Returns the clients and the config source (`LiveConfig` takes it over).
 pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
-    let settings = Settings::from_env()?;
-    let sdk_config = fluxo::adapters::load_aws_config().await;
-    let secrets = SecretStore::from_sdk_config(&sdk_config);
-    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
-    let cold = ColdStart {
-        settings,
-        sdk_config,
-        secrets,
-    };
-    Ok((cold, source))
+    Ok(Start::new("audience-sync").run(Settings::from_env).await?)
+}
+
+/// The live syncer for one config version, from what the cold start built.
+pub async fn rebuild(cold: &ColdStart, loaded: LoadedConfig) -> Result<LiveSync, SetupError> {
+    build(&cold.sdk_config, &cold.settings, &cold.secrets, loaded).await
 }
 
 /// Builds the syncer for one config version: resolves the platform secrets (cached by `secrets`) and

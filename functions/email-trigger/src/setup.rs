@@ -9,12 +9,12 @@ use fluxo::adapters::email::{DynamoEmail, SqsDelayed};
 use fluxo::adapters::profiles::DynamoProfiles;
 use fluxo::adapters::sqs::SqsQueue;
 use fluxo::config::live::{LiveConfig, StartError};
-use fluxo::config::source::{ConfigSource, Location};
 use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::Secret;
 use fluxo::email::{EmailPlatforms, EmailSetupError};
+use fluxo::lambda::{ColdStart, ColdStartError, Start};
 use fluxo::ports::SystemClock;
-use fluxo::secrets::{SecretError, SecretStore};
+use fluxo::secrets::SecretError;
 use fluxo::settings::{self, Env, SettingError, Source};
 use tokio::sync::Semaphore;
 
@@ -54,7 +54,7 @@ impl Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
-    Setting(#[from] SettingError),
+    ColdStart(#[from] ColdStartError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("email_trigger secret: {0}")]
@@ -65,12 +65,8 @@ pub enum SetupError {
     Start(String),
 }
 
-/// Clients built once per cold start.
-pub struct Clients {
-    pub sdk: aws_config::SdkConfig,
-    pub settings: Settings,
-    pub secrets: SecretStore,
-}
+/// Clients built once per cold start: the settings, the AWS config and the secret store.
+pub type Clients = ColdStart<Settings>;
 
 /// Everything the handler needs: the clients, the current trigger, and the audience queue for erasures.
 pub struct Live {
@@ -90,20 +86,14 @@ impl Live {
 
 /// Cold start: settings, AWS config, the fingerprint key, the config source, the first trigger.
 pub async fn start() -> Result<Live, SetupError> {
-    let settings = Settings::from_env()?;
-    let sdk = fluxo::adapters::load_aws_config().await;
-    let secrets = SecretStore::from_sdk_config(&sdk);
-    fluxo::domain::fingerprint::install_from(&secrets)
-        .await
-        .map_err(|e| SetupError::Start(e.to_string()))?;
-    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk)
-        .map_err(|e| SetupError::Start(e.to_string()))?;
-    let audience_queue = SqsQueue::from_sdk_config(&sdk, settings.audience_queue_url.clone());
-    let clients = Clients {
-        sdk,
-        settings,
-        secrets,
-    };
+    let (clients, source) = Start::new("email-trigger")
+        .with_fingerprint()
+        .run(Settings::from_env)
+        .await?;
+    let audience_queue = SqsQueue::from_sdk_config(
+        &clients.sdk_config,
+        clients.settings.audience_queue_url.clone(),
+    );
     let config = LiveConfig::start(source, "email-trigger", |loaded| build(&clients, loaded))
         .await
         .map_err(|e: StartError<SetupError>| SetupError::Start(e.to_string()))?;
@@ -134,9 +124,12 @@ pub async fn build(clients: &Clients, loaded: LoadedConfig) -> Result<LiveTrigge
     );
     let table = clients.settings.table.clone();
     Ok(Trigger {
-        store: DynamoEmail::from_sdk_config(&clients.sdk, table.clone()),
-        profiles: DynamoProfiles::from_sdk_config(&clients.sdk, table),
-        queue: SqsDelayed::from_sdk_config(&clients.sdk, clients.settings.email_queue_url.clone()),
+        store: DynamoEmail::from_sdk_config(&clients.sdk_config, table.clone()),
+        profiles: DynamoProfiles::from_sdk_config(&clients.sdk_config, table),
+        queue: SqsDelayed::from_sdk_config(
+            &clients.sdk_config,
+            clients.settings.email_queue_url.clone(),
+        ),
         clock: SystemClock,
         platforms,
         calls: Arc::new(Semaphore::new(config.concurrency)),

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use fluxo::adapters::profiles::DynamoProfiles;
 use fluxo::adapters::sqs::SqsQueue;
-use fluxo::config::source::{ConfigSource, Location, SourceError};
+use fluxo::config::source::ConfigSource;
 use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::Secret;
 use fluxo::crm::{Crm, CrmSetupError};
-use fluxo::domain::fingerprint::FingerprintSetupError;
+use fluxo::lambda::{ColdStartError, Start};
 use fluxo::ports::SystemClock;
 use fluxo::routing::RuleSet;
 use fluxo::secrets::{SecretError, SecretStore};
@@ -55,7 +55,7 @@ impl Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
-    Setting(#[from] SettingError),
+    ColdStart(#[from] ColdStartError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("lead_router.crm token: {0}")]
@@ -64,43 +64,26 @@ pub enum SetupError {
     Crm(#[from] CrmSetupError),
     #[error("lead_router rules: {0}")]
     Rules(#[from] fluxo::routing::rules::RuleError),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Fingerprint(#[from] FingerprintSetupError),
 }
 
-/// What a cold start builds once and every config version reuses.
-pub struct ColdStart {
-    pub settings: Settings,
-    /// The shared AWS config (credentials, region, `AWS_ENDPOINT_URL`); the clients are built from it.
-    pub sdk_config: aws_config::SdkConfig,
-    /// The secret store (environment, then SSM), caching what it reads.
-    pub secrets: SecretStore,
-}
+/// What a cold start builds once and every config version reuses: the settings, the AWS config and the
+/// secret store.
+pub type ColdStart = fluxo::lambda::ColdStart<Settings>;
 
-impl ColdStart {
-    /// The live router for one config version.
-    pub async fn build(&self, loaded: LoadedConfig) -> Result<LiveRouter, SetupError> {
-        build(&self.sdk_config, &self.settings, &self.secrets, loaded).await
-    }
-}
-
-/// Settings, the AWS config and every client, once per cold start; the fingerprint key installed. A bad
-/// setting fails here, by name. Returns the clients and the config source (`LiveConfig` takes it over).
+/// Settings, the AWS config and every client, once per cold start; the analytics queue and the
+/// fingerprint key installed. A bad setting fails here, by name. Returns the clients and the config
+/// source (`LiveConfig` takes it over).
 pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
-    let settings = Settings::from_env()?;
-    let sdk_config = fluxo::adapters::load_aws_config().await;
-    let secrets = SecretStore::from_sdk_config(&sdk_config);
-    fluxo::analytics::install_queue("lead-router", &sdk_config);
-    fluxo::domain::fingerprint::install_from(&secrets).await?;
-    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
-    let cold = ColdStart {
-        settings,
-        sdk_config,
-        secrets,
-    };
-    Ok((cold, source))
+    Ok(Start::new("lead-router")
+        .with_analytics()
+        .with_fingerprint()
+        .run(Settings::from_env)
+        .await?)
+}
+
+/// The live router for one config version, from what the cold start built.
+pub async fn rebuild(cold: &ColdStart, loaded: LoadedConfig) -> Result<LiveRouter, SetupError> {
+    build(&cold.sdk_config, &cold.settings, &cold.secrets, loaded).await
 }
 
 /// Builds the live router for one config version: reads the CRM secret (cached by `secrets`) and builds

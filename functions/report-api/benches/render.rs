@@ -1,6 +1,11 @@
 //! report-api's render time for 90 days of data: 100,000 leads and 50 campaigns (hourly metrics and
 //! journal entries), from decoded facts to the HTML page with every chart; and the Parquet decode of
 //! those leads (what a cold instance reads first).
+//!
+//! The set-up asserts what it built: a benchmark must not quietly measure nothing.
+
+// A set-up failure must stop the benchmark loudly rather than let it measure nothing.
+#![allow(clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -136,6 +141,10 @@ fn render(c: &mut Criterion) {
         source: None,
     };
     let page = report_api::page::render(&Dashboard::of(&facts, &filter), "bench");
+    assert!(
+        page.contains("<svg"),
+        "the dashboard rendered no chart: the benchmark would measure an empty page"
+    );
     println!("page size: {} KiB", page.len() / 1024);
     let rows: Vec<_> = facts
         .leads
@@ -144,7 +153,14 @@ fn render(c: &mut Criterion) {
         .map(Record::Leads)
         .map(|r| r.row())
         .collect();
-    let file = lake::write(Table::Leads, &rows).unwrap_or_default();
+    let file = lake::write(Table::Leads, &rows).expect("the leads' Parquet file");
+    assert_eq!(
+        lake::read(file.clone())
+            .expect("the Parquet file reads back")
+            .len(),
+        LEADS,
+        "the Parquet file holds every lead"
+    );
     println!(
         "100,000 leads as one Parquet file: {} KiB",
         file.len() / 1024

@@ -1,6 +1,11 @@
 //! Export throughput: analytics records grouped by partition and encoded as zstd Parquet files, on one
 //! core (the encoding is single-threaded; S3 writes are not measured). Also prints Parquet bytes per
 //! 1,000 leads.
+//!
+//! The set-up asserts what it built: a benchmark must not quietly measure nothing.
+
+// A set-up failure must stop the benchmark loudly rather than let it measure nothing.
+#![allow(clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -53,15 +58,18 @@ pub fn leads(n: usize) -> Vec<Record> {
 
 fn export(c: &mut Criterion) {
     let records = leads(10_000);
-    if let Ok(files) = files_of(&records, "bench") {
-        let bytes: usize = files.iter().map(|f| f.body.len()).sum();
-        println!(
-            "Parquet (zstd) bytes per 1,000 leads: {} ({} files, {} rows)",
-            bytes * 1000 / records.len(),
-            files.len(),
-            records.len()
-        );
-    }
+    let files = files_of(&records, "bench").expect("the records encode as Parquet files");
+    let bytes: usize = files.iter().map(|f| f.body.len()).sum();
+    assert!(
+        !files.is_empty() && bytes > 0,
+        "the export wrote no file: the benchmark would measure nothing"
+    );
+    println!(
+        "Parquet (zstd) bytes per 1,000 leads: {} ({} files, {} rows)",
+        bytes * 1000 / records.len(),
+        files.len(),
+        records.len()
+    );
     let mut group = c.benchmark_group("export");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.measurement_time(Duration::from_secs(10));

@@ -6,10 +6,12 @@ use chrono::{DateTime, Duration, Utc};
 use fluxo::envelope::LeadEnvelope;
 use fluxo::ports::{
     Clock, CreateOutcome, DedupWindow, ExistingIntake, IntakeRecord, IntakeStatus, IntakeStore,
-    LeadQueue, PendingIntake, QueueError, Randomness, StoreError,
+    LeadQueue, PendingIntake, QueueError, StoreError,
 };
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
+
+use fluxo::testing::{Counter, FixedClock};
 
 use crate::intake::{Receiver, SweepReport};
 use crate::setup::Settings;
@@ -133,29 +135,6 @@ impl LeadQueue for MemoryQueue {
     }
 }
 
-/// A clock that stands still until a test moves it.
-#[derive(Default)]
-struct FixedClock(std::sync::atomic::AtomicI64);
-impl FixedClock {
-    fn advance(&self, millis: i64) {
-        self.0
-            .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-impl Clock for FixedClock {
-    fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_764_000_000, 0).unwrap()
-            + chrono::Duration::milliseconds(self.0.load(std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
-struct Counter(std::sync::atomic::AtomicU64);
-impl Randomness for Counter {
-    fn random_u128(&self) -> u128 {
-        u128::from(self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
 type TestReceiver = Receiver<MemoryStore, MemoryQueue, FixedClock, Counter>;
 
 fn receiver_with(env: &[(&str, &str)]) -> TestReceiver {
@@ -179,7 +158,7 @@ fn receiver_with(env: &[(&str, &str)]) -> TestReceiver {
         MemoryStore::default(),
         MemoryQueue::default(),
         FixedClock::default(),
-        Counter(1.into()),
+        Counter::new(),
     )
 }
 
@@ -283,7 +262,7 @@ async fn the_sweep_leaves_a_lead_whose_request_still_holds_the_claim() {
     );
     assert_eq!(r.sweep().await.unwrap().queued, 0);
     assert!(r.queue.sent.lock().unwrap().is_empty());
-    r.clock.advance(31_000);
+    r.clock.advance(Duration::milliseconds(31_000));
     assert_eq!(r.sweep().await.unwrap().queued, 1);
 }
 
@@ -292,9 +271,9 @@ async fn the_sweep_counts_leads_unqueued_longer_than_the_alert_time() {
     let r = receiver_with(&[("UNQUEUED_ALERT_SECS", "300")]);
     set_queue_down(&r, true);
     r.handle(json_post(SEED)).await;
-    r.clock.advance(299_000);
+    r.clock.advance(Duration::milliseconds(299_000));
     assert_eq!(r.sweep().await.unwrap().overdue, 0);
-    r.clock.advance(2_000);
+    r.clock.advance(Duration::milliseconds(2_000));
     assert_eq!(r.sweep().await.unwrap().overdue, 1);
     set_queue_down(&r, false);
     let report = r.sweep().await.unwrap();
@@ -356,7 +335,7 @@ async fn a_retry_with_the_same_key_replays_even_when_consent_came_without_a_time
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     set_queue_down(&r, false);
     // The retry comes later: the server-filled consent time differs, the client content does not.
-    r.clock.advance(1_500);
+    r.clock.advance(Duration::milliseconds(1_500));
     let retry = r.handle(keyed("form-42", WITH_CONSENT)).await;
     assert_eq!(retry.status(), StatusCode::ACCEPTED);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
@@ -370,7 +349,7 @@ async fn a_retry_with_the_same_key_replays_even_when_consent_came_without_a_time
 async fn a_key_reused_for_different_client_content_gets_422() {
     let r = receiver();
     r.handle(keyed("form-43", WITH_CONSENT)).await;
-    r.clock.advance(1_500);
+    r.clock.advance(Duration::milliseconds(1_500));
     let other = WITH_CONSENT.replace("João", "Joana");
     let response = r.handle(keyed("form-43", &other)).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -381,7 +360,7 @@ async fn a_key_reused_for_different_client_content_gets_422() {
 async fn without_a_key_a_different_lead_from_the_same_person_is_a_new_lead() {
     let r = receiver();
     let first = r.handle(json_post(SEED)).await;
-    r.clock.advance(60_000);
+    r.clock.advance(Duration::milliseconds(60_000));
     let other_interest = SEED.replace("Software A", "Software B");
     let second = r.handle(json_post(&other_interest)).await;
     assert_eq!(second.status(), StatusCode::ACCEPTED);
@@ -398,9 +377,9 @@ async fn without_a_key_the_window_slides_from_the_first_submission() {
     // 1_764_000_000 is a multiple of 600, so the old fixed 600 s slots had a boundary at +600 s: a
     // double-click at +599.9 s and +600.1 s straddled it and became two leads.
     let r = receiver();
-    r.clock.advance(599_900);
+    r.clock.advance(Duration::milliseconds(599_900));
     let first = r.handle(json_post(SEED)).await;
-    r.clock.advance(200);
+    r.clock.advance(Duration::milliseconds(200));
     let double_click = r.handle(json_post(SEED)).await;
     assert_eq!(double_click.headers()["idempotent-replayed"], "true");
     assert_eq!(
@@ -408,11 +387,11 @@ async fn without_a_key_the_window_slides_from_the_first_submission() {
         body_json(&first)["lead_id"]
     );
     // Still inside the window that opened at the first submission.
-    r.clock.advance(599_000);
+    r.clock.advance(Duration::milliseconds(599_000));
     let late = r.handle(json_post(SEED)).await;
     assert_eq!(body_json(&late)["lead_id"], body_json(&first)["lead_id"]);
     // Past it: the same content again is a new submission.
-    r.clock.advance(1_000);
+    r.clock.advance(Duration::milliseconds(1_000));
     let next = r.handle(json_post(SEED)).await;
     assert!(next.headers().get("idempotent-replayed").is_none());
     assert_ne!(body_json(&next)["lead_id"], body_json(&first)["lead_id"]);
@@ -981,7 +960,7 @@ mod signed_sources {
             .handle_with(signed_post("msg_1", NOW, LEAD, None), &sources)
             .await;
         assert_eq!(first.status(), StatusCode::OK);
-        r.clock.advance(60_000);
+        r.clock.advance(Duration::milliseconds(60_000));
         let replay = r
             .handle_with(signed_post("msg_1", NOW + 60, LEAD, None), &sources)
             .await;

@@ -4,7 +4,8 @@
 //! All live in the leads table beside the intake records and profiles:
 //! - `pk = EFFECT#<effect key>`, `sk = EMAIL`: `state` (`pending` | `done` | `failed` | `skipped`),
 //!   `lease_until` (ms), `reason`, `platforms` (string set), `detail` (JSON: dry-run requests, notes),
-//!   `email_fp`, `updated_at`, `expires_at` (TTL).
+//!   `email_fp`, `updated_at`, `expires_at` (TTL): the effect ledger, claimed and completed through
+//!   [`super::ledger`]; a `skipped` enrollment may be claimed again.
 //! - `pk = EMAIL#<profile key>`, `sk = EMAIL`: `platforms` (string set), `views` (JSON list),
 //!   `bought` (string set), `last_recommended_at` (ms), `window_id`, `window_until` (ms),
 //!   `window_scheduled` (bool), `email_fp`, `updated_at`.
@@ -18,7 +19,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 
-use super::dynamodb::{classify, get_consistent, is_conditional_check_failed};
+use super::dynamodb::{classify, get_consistent};
+use super::ledger::{DONE, FAILED, Ledger, corrupt, n, s, written};
 use crate::email::Platform;
 use crate::email::ports::{
     DelayedQueue, EmailLedger, EmailOutcome, EmailPeople, PersonRecord, View, Window,
@@ -27,24 +29,8 @@ use crate::ports::{QueueError, StoreError};
 use crate::routing::ports::Claim;
 
 const SK: &str = "EMAIL";
-const PENDING: &str = "pending";
-const DONE: &str = "done";
-const FAILED: &str = "failed";
+/// An enrollment not performed (no consent, say): a later message may claim it again.
 const SKIPPED: &str = "skipped";
-/// Effect records outlive any redelivery and a year of re-submits.
-const EFFECT_TTL_DAYS: i64 = 400;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
 
 fn key(pk: String) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(SK))])
@@ -104,12 +90,12 @@ impl DynamoEmail {
         Ok(item.and_then(|i| i.get("detail").and_then(|v| v.as_s().ok()).cloned()))
     }
 
-    async fn claim_state(&self, key: &str) -> Result<Claim, StoreError> {
-        Ok(match self.effect(key).await? {
-            Some((state, _)) if state == DONE => Claim::Done,
-            Some((state, reason)) if state == FAILED => Claim::Failed(reason.unwrap_or_default()),
-            _ => Claim::Busy,
-        })
+    /// The effect records (the ledger) on the same table.
+    fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            client: &self.client,
+            table: &self.table,
+        }
     }
 }
 
@@ -120,34 +106,9 @@ impl EmailLedger for DynamoEmail {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(effect_item_key(key)))
-            .update_expression(
-                "SET #st = :pending, lease_until = :until, updated_at = :now_s, expires_at = :exp",
-            )
-            .condition_expression(
-                "attribute_not_exists(pk) OR #st = :skipped OR (#st = :pending AND lease_until < :now)",
-            )
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_values(":pending", s(PENDING))
-            .expression_attribute_values(":skipped", s(SKIPPED))
-            .expression_attribute_values(":until", n(lease_until.timestamp_millis()))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .expression_attribute_values(":now_s", s(now.to_rfc3339()))
-            .expression_attribute_values(
-                ":exp",
-                n((now + Duration::days(EFFECT_TTL_DAYS)).timestamp()),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Acquired),
-            Err(e) if is_conditional_check_failed(&e) => self.claim_state(key).await,
-            Err(e) => Err(classify(&e)),
-        }
+        self.ledger()
+            .claim(effect_item_key(key), &[SKIPPED], now, lease_until)
+            .await
     }
 
     async fn complete(
@@ -158,74 +119,32 @@ impl EmailLedger for DynamoEmail {
         detail: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut item = effect_item_key(key);
         let (state, reason, platforms) = match outcome {
             EmailOutcome::Done { platforms } => (DONE, None, platforms.as_slice()),
             EmailOutcome::Failed(r) => (FAILED, Some(r.clone()), &[][..]),
             EmailOutcome::Skipped(r) => (SKIPPED, Some(r.clone()), &[][..]),
         };
-        item.insert("state".into(), s(state));
-        item.insert("email_fp".into(), s(fingerprint));
-        item.insert("updated_at".into(), s(now.to_rfc3339()));
-        item.insert(
-            "expires_at".into(),
-            n((now + Duration::days(EFFECT_TTL_DAYS)).timestamp()),
-        );
-        if let Some(reason) = reason {
-            item.insert("reason".into(), s(reason));
-        }
+        let mut extra = HashMap::from([("email_fp".to_string(), s(fingerprint))]);
         if !platforms.is_empty() {
-            item.insert(
+            extra.insert(
                 "platforms".into(),
                 AttributeValue::Ss(platforms.iter().map(|p| p.as_str().to_string()).collect()),
             );
         }
         if let Some(detail) = detail {
-            item.insert("detail".into(), s(detail));
+            extra.insert("detail".into(), s(detail));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
+        self.ledger()
+            .complete(effect_item_key(key), state, reason, extra, now)
             .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(effect_item_key(key)))
-            .condition_expression("#st = :pending")
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_values(":pending", s(PENDING))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => Ok(()),
-            Err(e) => Err(classify(&e)),
-        }
+        self.ledger().release(effect_item_key(key)).await
     }
 
     async fn forget(&self, key: &str) -> Result<(), StoreError> {
-        self.delete(effect_item_key(key)).await
-    }
-}
-
-impl DynamoEmail {
-    async fn delete(&self, key: HashMap<String, AttributeValue>) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().forget(effect_item_key(key)).await
     }
 }
 
@@ -372,13 +291,10 @@ impl EmailPeople for DynamoEmail {
                     .condition_expression("views_n = :n")
                     .expression_attribute_values(":n", n(v)),
             };
-            match update.send().await {
-                Ok(_) => return Ok(open),
-                Err(e) if is_conditional_check_failed(&e) => {
-                    tracing::debug!("the person's views changed concurrently; reading again");
-                }
-                Err(e) => return Err(classify(&e)),
+            if written(update.send().await)? {
+                return Ok(open);
             }
+            tracing::debug!("the person's views changed concurrently; reading again");
         }
         Err(StoreError::Unavailable(
             "the person's views kept changing under concurrent writes".into(),
@@ -397,12 +313,8 @@ impl EmailPeople for DynamoEmail {
             .expression_attribute_values(":wid", n(window_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A newer window replaced it: nothing to mark.
-            Err(e) if is_conditional_check_failed(&e) => Ok(()),
-            Err(e) => Err(classify(&e)),
-        }
+        // Not written: a newer window replaced it, so there is nothing to mark.
+        written(result).map(|_| ())
     }
 
     async fn record_purchase(
@@ -461,14 +373,7 @@ impl EmailPeople for DynamoEmail {
         let mut item = customer_item_key(customer_id);
         item.insert("profile_key".into(), s(profile_key));
         item.insert("email_fp".into(), s(fingerprint));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 }
 
@@ -501,7 +406,7 @@ impl DynamoEmail {
                     ("pk".to_string(), pk.clone()),
                     ("sk".to_string(), sk.clone()),
                 ]);
-                self.delete(key).await?;
+                self.ledger().forget(key).await?;
                 deleted += 1;
             }
             match out.last_evaluated_key() {
@@ -526,14 +431,7 @@ impl DynamoEmail {
         item.insert("erased_fp".into(), s(fingerprint));
         item.insert("at".into(), s(at.to_rfc3339()));
         item.insert("report".into(), s(report));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 }
 

@@ -12,7 +12,7 @@
 //!   `created_at`, `reason`, `audience` (JSON), `expires_at` (TTL, 30 days).
 //!
 //! Reads go by `BatchGetItem` (100 keys), claims by `TransactWriteItems` (100 conditional puts, each on
-//! the version it read), completions by `BatchWriteItem` (25 puts): a 10,000-message batch is a few
+//! the version it read: [`super::ledger::versioned_put`]), completions by `BatchWriteItem` (25 puts): a 10,000-message batch is a few
 //! hundred requests, run concurrently.
 
 use std::collections::HashMap;
@@ -27,7 +27,8 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 
-use super::dynamodb::{classify, is_conditional_check_failed};
+use super::dynamodb::classify;
+use super::ledger::{FAILED, Item, Ledger, PENDING, corrupt, n, s, versioned_put, written};
 use crate::audience::ports::{
     ClaimWrite, JobRecord, Membership, MembershipLedger, ProfileSnapshots, RunRecord, State,
 };
@@ -54,18 +55,6 @@ pub struct DynamoMemberships {
     table: String,
 }
 
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
 fn member_key(profile_key: &str, audience_key: &str) -> Item {
     HashMap::from([
         ("pk".to_string(), s(format!("{PK_MEMBER}{profile_key}"))),
@@ -75,21 +64,21 @@ fn member_key(profile_key: &str, audience_key: &str) -> Item {
 
 fn state_str(state: State) -> &'static str {
     match state {
-        State::Pending => "pending",
+        State::Pending => PENDING,
         State::Added => "added",
         State::Removed => "removed",
         State::Skipped => "skipped",
-        State::Failed => "failed",
+        State::Failed => FAILED,
     }
 }
 
 fn state_of(text: &str) -> Result<State, StoreError> {
     Ok(match text {
-        "pending" => State::Pending,
+        PENDING => State::Pending,
         "added" => State::Added,
         "removed" => State::Removed,
         "skipped" => State::Skipped,
-        "failed" => State::Failed,
+        FAILED => State::Failed,
         other => return Err(corrupt(format!("unknown membership state {other}"))),
     })
 }
@@ -192,6 +181,14 @@ impl DynamoMemberships {
         Self::new(Client::new(config), table)
     }
 
+    /// The ledger's single-item writes on the same table.
+    fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            client: &self.client,
+            table: &self.table,
+        }
+    }
+
     /// Reads items by key in `BatchGetItem` calls of 100, concurrently, retrying unprocessed keys.
     async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(100).map(<[Item]>::to_vec).collect();
@@ -285,17 +282,7 @@ impl DynamoMemberships {
     }
 
     fn conditional_put(&self, claim: &ClaimWrite) -> Result<Put, StoreError> {
-        let mut put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&claim.next)?));
-        put = match claim.expected {
-            None => put.condition_expression("attribute_not_exists(pk)"),
-            Some(v) => put
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", n(v)),
-        };
-        put.build().map_err(corrupt)
+        versioned_put(&self.table, to_item(&claim.next)?, claim.expected)
     }
 
     /// One claim alone (the fallback when a transaction cannot say which item failed).
@@ -311,11 +298,7 @@ impl DynamoMemberships {
             .set_expression_attribute_values(put.expression_attribute_values().cloned())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => Ok(false),
-            Err(e) => Err(classify(&e)),
-        }
+        written(result)
     }
 
     /// Claims up to 100 records in one transaction. Items whose condition failed are lost; the rest is
@@ -491,14 +474,7 @@ impl MembershipLedger for DynamoMemberships {
                 n((run.at + Duration::days(RECORD_TTL_DAYS)).timestamp()),
             ),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 
     async fn record_job(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -524,14 +500,7 @@ impl MembershipLedger for DynamoMemberships {
         if let Some(r) = &job.reason {
             item.insert("reason".into(), s(r.clone()));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+        self.ledger().put(item).await
     }
 
     async fn running_jobs(

@@ -8,6 +8,8 @@ pub mod errors;
 #[cfg(feature = "dynamodb")]
 pub mod journal;
 #[cfg(feature = "dynamodb")]
+pub(crate) mod ledger;
+#[cfg(feature = "dynamodb")]
 pub mod memberships;
 #[cfg(feature = "dynamodb")]
 pub mod profiles;

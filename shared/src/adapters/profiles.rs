@@ -7,26 +7,23 @@
 //!   and `crm_failures_n` (N, how many were ever recorded: the optimistic lock of that list). No TTL: a
 //!   profile lives until it is erased.
 //! - `pk = EFFECT#<effect key>`, `sk = EFFECT`: `state` (`pending` | `done` | `failed`), `lease_until`
-//!   (ms), `reason`, `updated_at`, `expires_at` (TTL).
+//!   (ms), `reason`, `updated_at`, `expires_at` (TTL): the effect ledger, claimed and completed through
+//!   [`super::ledger`].
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
-use super::dynamodb::{classify, get_consistent, is_conditional_check_failed};
+use super::dynamodb::{classify, get_consistent};
+use super::ledger::{DONE, FAILED, Ledger, corrupt, n, s, written};
 use crate::ports::StoreError;
 use crate::routing::ports::{Claim, EffectLedger, EffectOutcome, ProfileStore, Saved, Versioned};
 use crate::routing::profile::{CrmRecord, MAX_CRM_FAILURES, Profile};
 
 const SK_PROFILE: &str = "PROFILE";
 const SK_EFFECT: &str = "EFFECT";
-const PENDING: &str = "pending";
-const DONE: &str = "done";
-const FAILED: &str = "failed";
-/// Effect records outlive any redelivery (SQS keeps messages 14 days at most) and a year of re-submits.
-const EFFECT_TTL_DAYS: i64 = 400;
 /// Read-trim-write cycles of `crm_failures` before giving up on a contended profile.
 const MAX_FAILURE_WRITES: u32 = 5;
 
@@ -59,18 +56,6 @@ pub fn effect_item_key(effect_key: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
 impl DynamoProfiles {
     /// Wraps a client and the table name. Build the client once, at cold start.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -98,23 +83,12 @@ impl DynamoProfiles {
         }
     }
 
-    async fn effect_state(&self, key: &str) -> Result<Claim, StoreError> {
-        let item = get_consistent(&self.client, &self.table, effect_item_key(key)).await?;
-        let item = item.as_ref();
-        let state = item
-            .and_then(|i| i.get("state"))
-            .and_then(|v| v.as_s().ok())
-            .map(String::as_str);
-        Ok(match state {
-            Some(DONE) => Claim::Done,
-            Some(FAILED) => Claim::Failed(
-                item.and_then(|i| i.get("reason"))
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-            _ => Claim::Busy,
-        })
+    /// The effect records (the ledger) on the same table.
+    fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            client: &self.client,
+            table: &self.table,
+        }
     }
 }
 
@@ -175,10 +149,10 @@ impl ProfileStore for DynamoProfiles {
                 .condition_expression("#v = :expected")
                 .expression_attribute_values(":expected", n(v)),
         };
-        match update.send().await {
-            Ok(_) => Ok(Saved::Saved),
-            Err(e) if is_conditional_check_failed(&e) => Ok(Saved::Conflict),
-            Err(e) => Err(classify(&e)),
+        if written(update.send().await)? {
+            Ok(Saved::Saved)
+        } else {
+            Ok(Saved::Conflict)
         }
     }
 
@@ -197,10 +171,10 @@ impl ProfileStore for DynamoProfiles {
                 .expression_attribute_values(":r", s(json))
                 .send()
                 .await;
-            return match result {
-                Ok(_) => Ok(()),
-                Err(e) if is_conditional_check_failed(&e) => Err(no_profile()),
-                Err(e) => Err(classify(&e)),
+            return if written(result)? {
+                Ok(())
+            } else {
+                Err(no_profile())
             };
         }
         // A permanent failure joins the list, which keeps only the latest MAX_CRM_FAILURES. DynamoDB
@@ -248,13 +222,10 @@ impl ProfileStore for DynamoProfiles {
                     .condition_expression("attribute_exists(pk) AND crm_failures_n = :n")
                     .expression_attribute_values(":n", n(c)),
             };
-            match update.send().await {
-                Ok(_) => return Ok(()),
-                Err(e) if is_conditional_check_failed(&e) => {
-                    tracing::debug!("crm_failures changed concurrently; reading it again");
-                }
-                Err(e) => return Err(classify(&e)),
+            if written(update.send().await)? {
+                return Ok(());
             }
+            tracing::debug!("crm_failures changed concurrently; reading it again");
         }
         Err(StoreError::Unavailable(
             "the profile's CRM failures kept changing under concurrent writes".to_string(),
@@ -273,31 +244,9 @@ impl EffectLedger for DynamoProfiles {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
-        let expires = now + Duration::days(EFFECT_TTL_DAYS);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(effect_item_key(key)))
-            .update_expression(
-                "SET #st = :pending, lease_until = :until, updated_at = :now_s, expires_at = :exp",
-            )
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#st = :pending AND lease_until < :now)",
-            )
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_values(":pending", s(PENDING))
-            .expression_attribute_values(":until", n(lease_until.timestamp_millis()))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .expression_attribute_values(":now_s", s(now.to_rfc3339()))
-            .expression_attribute_values(":exp", n(expires.timestamp()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Claim::Acquired),
-            Err(e) if is_conditional_check_failed(&e) => self.effect_state(key).await,
-            Err(e) => Err(classify(&e)),
-        }
+        self.ledger()
+            .claim(effect_item_key(key), &[], now, lease_until)
+            .await
     }
 
     async fn complete(
@@ -306,45 +255,16 @@ impl EffectLedger for DynamoProfiles {
         outcome: &EffectOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut item = effect_item_key(key);
         let (state, reason) = match outcome {
             EffectOutcome::Done => (DONE, None),
             EffectOutcome::Failed(r) => (FAILED, Some(r.clone())),
         };
-        item.insert("state".into(), s(state));
-        item.insert("updated_at".into(), s(now.to_rfc3339()));
-        item.insert(
-            "expires_at".into(),
-            n((now + Duration::days(EFFECT_TTL_DAYS)).timestamp()),
-        );
-        if let Some(reason) = reason {
-            item.insert("reason".into(), s(reason));
-        }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
+        self.ledger()
+            .complete(effect_item_key(key), state, reason, HashMap::new(), now)
             .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(effect_item_key(key)))
-            .condition_expression("#st = :pending")
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_values(":pending", s(PENDING))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_check_failed(&e) => Ok(()),
-            Err(e) => Err(classify(&e)),
-        }
+        self.ledger().release(effect_item_key(key)).await
     }
 }

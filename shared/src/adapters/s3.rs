@@ -281,45 +281,6 @@ impl S3Objects {
             }
         }
     }
-
-    /// Creates a versioned bucket (local stacks and tooling; on AWS the template creates it).
-    /// An existing bucket of the caller's is kept.
-    pub async fn create_versioned_bucket(&self, bucket: &str) -> Result<(), S3Error> {
-        let url = self.url(bucket, None)?;
-        let region = self.client.region().map_err(S3Error::Signing)?.to_string();
-        let body = if region == "us-east-1" {
-            Vec::new()
-        } else {
-            format!(
-                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
-            )
-            .into_bytes()
-        };
-        let reply = self
-            .client
-            .send(Service::S3, "PUT", &url, &[], body)
-            .await
-            .map_err(|e| Self::transport("CreateBucket", bucket, "", e))?;
-        if reply.status != 200 && error_code(&reply) != "BucketAlreadyOwnedByYou" {
-            return Err(Self::rejected("CreateBucket", bucket, "", &reply));
-        }
-        let versioning = "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>";
-        let reply = self
-            .client
-            .send(
-                Service::S3,
-                "PUT",
-                &format!("{url}?versioning="),
-                &[],
-                versioning.as_bytes().to_vec(),
-            )
-            .await
-            .map_err(|e| Self::transport("PutBucketVersioning", bucket, "", e))?;
-        if reply.status != 200 {
-            return Err(Self::rejected("PutBucketVersioning", bucket, "", &reply));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
