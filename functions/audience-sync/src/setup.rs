@@ -75,6 +75,7 @@ pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
     let settings = Settings::from_env()?;
     let sdk_config = fluxo::adapters::load_aws_config().await;
     let secrets = SecretStore::from_sdk_config(&sdk_config);
+    fluxo::analytics::install_queue("audience-sync", &sdk_config);
     let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
     let cold = ColdStart {
         settings,

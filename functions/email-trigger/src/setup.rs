@@ -61,6 +61,8 @@ pub enum SetupError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Platforms(#[from] EmailSetupError),
+    #[error(transparent)]
+    Crm(#[from] fluxo::crm::CrmSetupError),
     #[error("config: {0}")]
     Start(String),
 }
@@ -93,6 +95,7 @@ pub async fn start() -> Result<Live, SetupError> {
     let settings = Settings::from_env()?;
     let sdk = fluxo::adapters::load_aws_config().await;
     let secrets = SecretStore::from_sdk_config(&sdk);
+    fluxo::analytics::install_queue("email-trigger", &sdk);
     fluxo::domain::fingerprint::install_from(&secrets)
         .await
         .map_err(|e| SetupError::Start(e.to_string()))?;
@@ -125,6 +128,13 @@ pub async fn build(clients: &Clients, loaded: LoadedConfig) -> Result<LiveTrigge
         );
     }
     let platforms = EmailPlatforms::from_config(config, secrets)?;
+    // Erasures reach the CRM of [lead_router.crm] too, with its token.
+    let crm_config = &loaded.config.lead_router.crm;
+    let crm_token = match fluxo::crm::Crm::token_ref(crm_config) {
+        Some(reference) => Some(Secret::new(clients.secrets.resolve(reference).await?)),
+        None => None,
+    };
+    let crm = fluxo::crm::Crm::from_config(crm_config, crm_token, 1)?;
     tracing::info!(
         config = %loaded.origin,
         config_version = %loaded.version,
@@ -139,6 +149,7 @@ pub async fn build(clients: &Clients, loaded: LoadedConfig) -> Result<LiveTrigge
         queue: SqsDelayed::from_sdk_config(&clients.sdk, clients.settings.email_queue_url.clone()),
         clock: SystemClock,
         platforms,
+        crm,
         calls: Arc::new(Semaphore::new(config.concurrency)),
         lease: Duration::from_secs(config.lease_secs),
         config_version: loaded.version,

@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 use super::config::{ConnectorKind, CrmConfig, Mapping};
 use super::hubspot::client::HubSpotClient;
 use super::rest::client::RestClient;
-use super::{CrmContact, CrmReceipt, RecordedRequest, hubspot, rest};
+use super::{CrmContact, CrmErasure, CrmReceipt, RecordedRequest, hubspot, rest};
 use crate::connector::{ConnectorError, Deadline, RetryPolicy, Secret, http_client};
+use crate::domain::Email;
 use crate::error::{ErrorClass, Retryable};
 use crate::secrets::SecretRef;
 
@@ -27,6 +28,17 @@ pub trait CrmConnector: Send + Sync {
         contacts: &[CrmContact],
         deadline: Deadline,
     ) -> impl Future<Output = Vec<Result<CrmReceipt, ConnectorError>>> + Send;
+    /// Erases one person (GDPR / LGPD): HubSpot's GDPR delete, the REST CRM's configured erase call,
+    /// the recorded request in dry-run. A person already gone is not an error. A connector without an
+    /// erase call answers [`CrmErasure::NotConfigured`] and sends nothing.
+    fn erase(
+        &self,
+        email: &Email,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<CrmErasure, ConnectorError>> + Send {
+        let _ = (email, deadline);
+        std::future::ready(Ok(CrmErasure::NotConfigured))
+    }
 }
 
 /// The connector could not be built from its config.
@@ -47,8 +59,14 @@ impl Retryable for CrmSetupError {
 #[derive(Debug, Clone)]
 enum Target {
     None,
-    DryRunRest { url: String },
-    DryRunHubSpot { base_url: String, batch_size: usize },
+    DryRunRest {
+        url: String,
+        erase: Option<rest::config::RestErase>,
+    },
+    DryRunHubSpot {
+        base_url: String,
+        batch_size: usize,
+    },
     Rest(RestClient),
     HubSpot(HubSpotClient),
 }
@@ -106,10 +124,11 @@ impl Crm {
                     .map_err(|(p, m)| CrmSetupError::Config(format!("rest.body.{p}: {m}")))?;
                 let url = rest.url.get_ref().clone();
                 if config.dry_run {
+                    let erase = rest.erase.clone();
                     (
                         "dry_run:rest".to_string(),
                         mapping,
-                        Target::DryRunRest { url },
+                        Target::DryRunRest { url, erase },
                     )
                 } else {
                     let token = token
@@ -117,7 +136,8 @@ impl Crm {
                         .filter(|t| !t.is_empty())
                         .ok_or_else(no_token)?;
                     let client =
-                        RestClient::new(http()?, url, token, rest.success_status.clone(), policy);
+                        RestClient::new(http()?, url, token, rest.success_status.clone(), policy)
+                            .with_erase(rest.erase.clone());
                     ("rest".to_string(), mapping, Target::Rest(client))
                 }
             }
@@ -177,7 +197,7 @@ impl CrmConnector for Crm {
     ) -> Vec<Result<CrmReceipt, ConnectorError>> {
         match &self.target {
             Target::None => contacts.iter().map(|_| Ok(CrmReceipt::default())).collect(),
-            Target::DryRunRest { url } => contacts
+            Target::DryRunRest { url, .. } => contacts
                 .iter()
                 .map(|c| {
                     let recorded = RecordedRequest::bearer(&rest::request::build(url, c));
@@ -220,6 +240,35 @@ impl CrmConnector for Crm {
                     .await
             }
             Target::HubSpot(client) => client.upsert(contacts, deadline).await,
+        }
+    }
+
+    async fn erase(&self, email: &Email, deadline: Deadline) -> Result<CrmErasure, ConnectorError> {
+        match &self.target {
+            Target::None => Ok(CrmErasure::NoCrm),
+            Target::DryRunRest { erase: None, .. } => Ok(CrmErasure::NotConfigured),
+            Target::DryRunRest {
+                erase: Some(erase), ..
+            } => {
+                let prepared = rest::request::erase(erase, email);
+                let mut recorded = RecordedRequest::bearer(&prepared);
+                if prepared.body.is_null() {
+                    recorded.headers.retain(|(k, _)| k != "content-type");
+                }
+                Ok(CrmErasure::DryRun(recorded))
+            }
+            Target::DryRunHubSpot { base_url, .. } => Ok(CrmErasure::DryRun(
+                RecordedRequest::bearer(&hubspot::request::gdpr_delete(base_url, email)),
+            )),
+            Target::Rest(client) => Ok(match client.erase(email, deadline).await? {
+                None => CrmErasure::NotConfigured,
+                Some(true) => CrmErasure::Deleted,
+                Some(false) => CrmErasure::AlreadyGone,
+            }),
+            Target::HubSpot(client) => Ok(match client.erase(email, deadline).await? {
+                hubspot::request::Erased::Deleted => CrmErasure::Deleted,
+                hubspot::request::Erased::AlreadyGone => CrmErasure::AlreadyGone,
+            }),
         }
     }
 }
