@@ -240,7 +240,13 @@ where
                 if let Handled::Skipped(reason) = &handled {
                     let lead = a.header.lead_id.as_str();
                     let now = self.clock.now();
-                    crate::analytics::skipped(lead, Some(&a.sequence), "enroll", reason, now);
+                    crate::analytics::skipped(
+                        lead,
+                        Some(a.sequence.as_str()),
+                        "enroll",
+                        reason,
+                        now,
+                    );
                 }
                 handled
             }

@@ -277,6 +277,7 @@ impl CrmConnector for Crm {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::crm::CrmErasure;
     use crate::domain::{Email, LeadId};
     use chrono::DateTime;
 
@@ -309,6 +310,81 @@ mod tests {
                 .contains(&("authorization".into(), "Bearer [redacted]".into()))
         );
         assert_eq!(recorded.body["email"], "ana.silva@exemplo.com");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_erasure_records_hubspots_exact_gdpr_delete() {
+        let cfg = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"hubspot\"\n[lead_router.crm.hubspot]\n",
+        )
+        .unwrap()
+        .config;
+        let crm = Crm::from_config(&cfg.lead_router.crm, None, 4).unwrap();
+        let email = Email::parse("ana.silva@exemplo.com").unwrap();
+        let CrmErasure::DryRun(recorded) = crm.erase(&email, Deadline::none()).await.unwrap()
+        else {
+            panic!("dry-run records the request")
+        };
+        assert_eq!(recorded.method, "POST");
+        assert_eq!(
+            recorded.url,
+            "https://api.hubapi.com/crm/v3/objects/contacts/gdpr-delete"
+        );
+        assert_eq!(
+            recorded.body,
+            serde_json::json!({"objectId": "ana.silva@exemplo.com", "idProperty": "email"})
+        );
+        assert!(
+            recorded
+                .headers
+                .contains(&("authorization".into(), "Bearer [redacted]".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rest_crm_erases_only_with_a_configured_erase_call() {
+        let without = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"rest\"\n[lead_router.crm.rest]\nurl = \"https://x.example/leads\"\n",
+        )
+        .unwrap()
+        .config;
+        let email = Email::parse("ana.silva@exemplo.com").unwrap();
+        let crm = Crm::from_config(&without.lead_router.crm, None, 4).unwrap();
+        let erased = crm.erase(&email, Deadline::none()).await.unwrap();
+        assert_eq!(erased, CrmErasure::NotConfigured);
+        assert_eq!(erased.describe(crm.name()), "not configured for erasure");
+        let with = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"rest\"\n[lead_router.crm.rest]\nurl = \"https://x.example/leads\"\nerase = { url = \"https://x.example/leads/{email_sha256}\" }\n",
+        )
+        .unwrap()
+        .config;
+        let crm = Crm::from_config(&with.lead_router.crm, None, 4).unwrap();
+        let CrmErasure::DryRun(recorded) = crm.erase(&email, Deadline::none()).await.unwrap()
+        else {
+            panic!("dry-run records the request")
+        };
+        assert_eq!(recorded.method, "DELETE");
+        assert_eq!(
+            recorded.url,
+            format!("https://x.example/leads/{}", email.sha256_hex())
+        );
+        assert_eq!(
+            recorded.headers,
+            vec![("authorization".to_string(), "Bearer [redacted]".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_erase_url_with_an_unknown_placeholder_is_refused() {
+        let bad = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"rest\"\n[lead_router.crm.rest]\nurl = \"https://x.example/leads\"\nerase = { url = \"https://x.example/leads/{id}\" }\n",
+        );
+        let message = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("erase.url"), "{message}");
     }
 
     #[test]
