@@ -180,6 +180,8 @@ mod tests {
     }
 
     mod erase {
+        use std::time::Duration;
+
         use wiremock::matchers::{body_json, header, method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
 
