@@ -36,6 +36,7 @@ use crate::support;
 const MAILCHIMP_KEY: &str = "it-mailchimp-key-us21";
 const BREVO_KEY: &str = "it-brevo-key";
 const RD_KEY: &str = "it-rd-key";
+const HUBSPOT_TOKEN: &str = "it-hubspot-token";
 /// A Standard Webhooks secret: `whsec_` + base64 of the key bytes.
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const LIST: &str = "it0list";
@@ -84,10 +85,15 @@ secret = {{ env = "UNUSED_WH" }}
 impl Harness {
     async fn new(test: &str, config_text: &str) -> Harness {
         let (sdk, stack) = support::isolated_stack(test).await;
-        let cfg = load_str("it.toml", config_text)
-            .unwrap()
-            .config
-            .email_trigger;
+        let full = load_str("it.toml", config_text).unwrap().config;
+        let cfg = full.email_trigger;
+        // The CRM of [lead_router.crm] (none unless the test configures one): erasures reach it.
+        let crm = fluxo::crm::Crm::from_config(
+            &full.lead_router.crm,
+            Some(Secret::new(HUBSPOT_TOKEN)),
+            1,
+        )
+        .unwrap();
         let secrets = BTreeMap::from([
             (Platform::Mailchimp, Secret::new(MAILCHIMP_KEY)),
             (Platform::Brevo, Secret::new(BREVO_KEY)),
@@ -105,6 +111,7 @@ impl Harness {
             ),
             clock: SystemClock,
             platforms: EmailPlatforms::from_config(&cfg, secrets).unwrap(),
+            crm,
             calls: Arc::new(Semaphore::new(cfg.concurrency)),
             lease: Duration::from_secs(30),
             config_version: "it".into(),
@@ -887,6 +894,16 @@ async fn product_views_become_one_throttled_recommendation_without_bought_produc
 #[tokio::test]
 async fn an_erasure_deletes_the_person_everywhere_it_can_and_journals_it_without_pii() {
     let server = MockServer::start().await;
+    // HubSpot's GDPR delete, as documented: POST, bearer token, the email as objectId; 204.
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/gdpr-delete"))
+        .and(header(
+            "authorization",
+            format!("Bearer {HUBSPOT_TOKEN}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
     Mock::given(method("PUT"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "subscribed"})))
         .mount(&server)
@@ -899,7 +916,10 @@ async fn an_erasure_deletes_the_person_everywhere_it_can_and_journals_it_without
         "em-erase",
         &config(
             &server.uri(),
-            &format!("[email_trigger.sequences.s1]\nmailchimp = {{ list_id = \"{LIST}\" }}\n"),
+            &format!(
+                "[email_trigger.sequences.s1]\nmailchimp = {{ list_id = \"{LIST}\" }}\n\n{}",
+                hubspot_crm(&server.uri())
+            ),
         ),
     )
     .await;
@@ -935,12 +955,23 @@ async fn an_erasure_deletes_the_person_everywhere_it_can_and_journals_it_without
         report.platforms.get("mailchimp").map(String::as_str),
         Some("deleted")
     );
-    let deletes: Vec<Request> = requests(&server)
-        .await
-        .into_iter()
+    assert_eq!(report.crm, "deleted (hubspot)");
+    let all = requests(&server).await;
+    let deletes: Vec<&Request> = all
+        .iter()
         .filter(|r| r.url.path().ends_with("/actions/delete-permanent"))
         .collect();
     assert_eq!(deletes.len(), 1);
+    let gdpr: Vec<&Request> = all
+        .iter()
+        .filter(|r| r.url.path() == "/crm/v3/objects/contacts/gdpr-delete")
+        .collect();
+    assert_eq!(gdpr.len(), 1, "one GDPR delete in HubSpot");
+    assert_eq!(gdpr[0].method.as_str(), "POST");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&gdpr[0].body).unwrap(),
+        json!({"objectId": email, "idProperty": "email"})
+    );
     let removals = support::drain(&h.sdk, &h.stack.queue("AudienceQueue").unwrap().url, 30).await;
     assert_eq!(removals.len(), 1);
     let removal = fluxo::routing::AudienceAction::from_json(removals[0].body().unwrap()).unwrap();
@@ -954,6 +985,88 @@ async fn an_erasure_deletes_the_person_everywhere_it_can_and_journals_it_without
     assert_eq!(journal.len(), 1, "the erasure is journaled");
     let text = format!("{:?}", journal[0]);
     assert!(!text.contains(&email), "no raw email in the journal");
+    assert!(
+        text.contains("deleted (hubspot)"),
+        "the CRM outcome is journaled"
+    );
+}
+
+/// `[lead_router.crm]` live on HubSpot at `base`, with quick retries.
+fn hubspot_crm(base: &str) -> String {
+    format!(
+        "[lead_router.crm]\nconnector = \"hubspot\"\ndry_run = false\nmax_attempts = 2\nbase_delay_ms = 10\nmax_delay_ms = 50\n\n[lead_router.crm.hubspot]\nbase_url = \"{base}\"\ntoken = {{ env = \"UNUSED_HS\" }}\n"
+    )
+}
+
+/// A CRM that keeps failing fails the erasure before Fluxo deletes anything, so a rerun still finds
+/// where the person was sent; the rerun, once the CRM answers, erases them, and a CRM that no longer
+/// knows them (404) is reported already gone.
+#[tokio::test]
+async fn a_crm_failure_fails_the_erasure_before_fluxos_records_are_deleted() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/gdpr-delete"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/v3/objects/contacts/gdpr-delete"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "subscribed"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let h = Harness::new(
+        "em-erase-crm",
+        &config(
+            &server.uri(),
+            &format!(
+                "[email_trigger.sequences.s1]\nmailchimp = {{ list_id = \"{LIST}\" }}\n\n{}",
+                hubspot_crm(&server.uri())
+            ),
+        ),
+    )
+    .await;
+    let email = unique("erase-crm");
+    let enroll = h.person(&email, Some(true), &["s1"]).await;
+    assert!(h.deliver(&enroll).await.is_empty());
+    let table = h.stack.table("LeadsTable").unwrap().to_string();
+    let fp = Email::parse(&email).unwrap().fingerprint();
+    let mine = |items: Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {
+        items
+            .into_iter()
+            .filter(|i| i.get("email_fp").and_then(|v| v.as_s().ok()) == Some(&fp))
+            .count()
+    };
+    let before = mine(support::scan_all(&h.sdk, &table).await);
+    let audience = fluxo::adapters::sqs::SqsQueue::from_sdk_config(
+        &h.sdk,
+        h.stack.queue("AudienceQueue").unwrap().url.clone(),
+    );
+    let failed = email_trigger::erase::erase(&h.trigger, &audience, &email, Deadline::none())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failed, email_trigger::erase::EraseError::Crm { .. }),
+        "{failed}"
+    );
+    assert_eq!(
+        mine(support::scan_all(&h.sdk, &table).await),
+        before,
+        "nothing deleted in Fluxo"
+    );
+    let report = email_trigger::erase::erase(&h.trigger, &audience, &email, Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(report.crm, "already gone (hubspot)");
+    assert_eq!(mine(support::scan_all(&h.sdk, &table).await), 0);
 }
 
 /// End to end on the stack: the form posts reach email-trigger (dry-run in tests/e2e/fluxo.toml).

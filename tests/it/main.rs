@@ -5,6 +5,7 @@
 
 mod audience;
 mod config;
+mod effects;
 mod email;
 mod lead_router;
 mod optimizer;

@@ -59,7 +59,10 @@ pub type ColdStart = fluxo::lambda::ColdStart<Settings>;
 /// Settings, the AWS config and every client, once per cold start. A bad setting fails here, by name.
 /// Returns the clients and the config source (`LiveConfig` takes it over).
 pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
-    Ok(Start::new("audience-sync").run(Settings::from_env).await?)
+    Ok(Start::new("audience-sync")
+        .with_analytics()
+        .run(Settings::from_env)
+        .await?)
 }
 
 /// The live syncer for one config version, from what the cold start built.

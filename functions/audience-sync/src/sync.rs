@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fluxo::analytics::{Destination as AnalyticsDestination, EffectOutcome, EffectRecord};
 use fluxo::audience::ports::{
     ClaimWrite, JobRecord, Membership, MembershipLedger, ProfileSnapshots, RunRecord, State,
 };
@@ -27,7 +28,7 @@ use fluxo::audience::{
 };
 use fluxo::config::audience::{AudienceSyncConfig, ConsentRule};
 use fluxo::connector::Deadline;
-use fluxo::error::Retryable;
+use fluxo::error::{ErrorClass, Retryable};
 use fluxo::ports::Clock;
 use fluxo::routing::Profile;
 use fluxo::routing::fanout::{AUDIENCE_ADD, AUDIENCE_REMOVE, AudienceAction};
@@ -199,11 +200,45 @@ struct Intent {
     person: Person,
     event_at: DateTime<Utc>,
     reason: Option<String>,
+    /// The lead of the message that decided it, for the analytics `effects` row.
+    lead_id: String,
     /// The messages waiting on it.
     owners: Vec<usize>,
 }
 
 impl Intent {
+    /// Buffers this intent's `effects` row for the data lake (issue 12): destination `audience`, the
+    /// platform as vendor, the audience name as target. Never blocks or fails the sync.
+    fn emit(
+        &self,
+        now: DateTime<Utc>,
+        op: Op,
+        outcome: EffectOutcome,
+        reason: Option<&str>,
+        failure: Option<ErrorClass>,
+        latency: Option<std::time::Duration>,
+    ) {
+        let action = match op {
+            Op::Add => "add",
+            Op::Remove => "remove",
+        };
+        let mut record = EffectRecord::new(
+            now,
+            &self.lead_id,
+            AnalyticsDestination::Audience,
+            Some(&self.name),
+            action,
+            outcome,
+        )
+        .vendor(self.destination.audience.platform());
+        if let Some(latency) = latency {
+            record = record.timing(1, latency);
+        }
+        record.reason = reason.map(str::to_string);
+        record.error_class = failure.map(|c| c.as_str().to_string());
+        fluxo::analytics::effect(record);
+    }
+
     fn key(&self) -> (String, String) {
         (
             self.person.profile_key.clone(),
@@ -381,6 +416,7 @@ where
                     person: person.clone(),
                     event_at: a.header.created_at,
                     reason: a.header.reason.clone(),
+                    lead_id: a.header.lead_id.as_str().to_string(),
                     owners: vec![*i],
                 };
                 match intents.get_mut(&intent.key()) {
@@ -500,8 +536,34 @@ where
                 continue;
             }
             match decision {
-                Decision::Record(State::Skipped) => report.skipped_no_consent += 1,
-                Decision::Record(_) => report.removed += 1,
+                Decision::Record(State::Skipped) => {
+                    report.skipped_no_consent += 1;
+                    let op = if intent.want == Want::Remove {
+                        Op::Remove
+                    } else {
+                        Op::Add
+                    };
+                    intent.emit(
+                        now,
+                        op,
+                        EffectOutcome::Skipped,
+                        Some(NO_CONSENT),
+                        None,
+                        None,
+                    );
+                }
+                Decision::Record(_) => {
+                    report.removed += 1;
+                    // A removal of someone never added: nothing to call.
+                    intent.emit(
+                        now,
+                        Op::Remove,
+                        EffectOutcome::Skipped,
+                        Some("never_added"),
+                        None,
+                        None,
+                    );
+                }
                 Decision::Perform => {
                     let op = claims[c].next.op.unwrap_or(Op::Add);
                     let dry = intent.destination.mode == Mode::DryRun;
@@ -523,11 +585,12 @@ where
                     .collect();
                 let op = *op;
                 async move {
+                    let started = std::time::Instant::now();
                     let result = self
                         .connector
                         .sync(&destination, op, &people, deadline)
                         .await;
-                    (destination, op, result)
+                    (destination, op, result, started.elapsed())
                 }
             })
             .collect();
@@ -536,7 +599,8 @@ where
         // 5. Complete or release.
         let mut finals: Vec<Membership> = Vec::new();
         let mut releases: Vec<(String, String, Option<Membership>)> = Vec::new();
-        for (((_, _, _), members), (destination, op, result)) in groups.iter().zip(results) {
+        for (((_, _, _), members), (destination, op, result, latency)) in groups.iter().zip(results)
+        {
             match result {
                 Ok(upload) => {
                     report.calls += upload.calls;
@@ -569,19 +633,53 @@ where
                             for o in &intent.owners {
                                 fail(&mut failed, *o, why.clone());
                             }
+                            let retry = Some(ErrorClass::Retryable);
+                            intent.emit(
+                                now,
+                                op,
+                                EffectOutcome::Retrying,
+                                Some("unfinished"),
+                                retry,
+                                Some(latency),
+                            );
                             continue;
                         }
                         let (state, reason) = match refused.get(&k) {
                             Some(r) => {
                                 report.refused += 1;
+                                let class = Some(ErrorClass::Permanent);
+                                intent.emit(
+                                    now,
+                                    op,
+                                    EffectOutcome::Failed,
+                                    Some("refused"),
+                                    class,
+                                    Some(latency),
+                                );
                                 (State::Failed, Some(r.clone()))
                             }
                             None if op == Op::Add => {
                                 report.added += 1;
+                                intent.emit(
+                                    now,
+                                    op,
+                                    EffectOutcome::Done,
+                                    None,
+                                    None,
+                                    Some(latency),
+                                );
                                 (State::Added, None)
                             }
                             None => {
                                 report.removed += 1;
+                                intent.emit(
+                                    now,
+                                    op,
+                                    EffectOutcome::Done,
+                                    None,
+                                    None,
+                                    Some(latency),
+                                );
                                 (State::Removed, intent.reason.clone())
                             }
                         };
@@ -644,7 +742,15 @@ where
                     tracing::warn!(audience = %destination.audience.key(), op = op.as_str(), people = members.len(), error = %e, "the platform refused the change; recorded, not retried");
                     report.refused += members.len();
                     for (n, c) in members {
-                        let _ = n;
+                        let class = Some(ErrorClass::Permanent);
+                        intents[*n].emit(
+                            now,
+                            op,
+                            EffectOutcome::Failed,
+                            Some("rejected"),
+                            class,
+                            Some(latency),
+                        );
                         let claim = &claims[*c].next;
                         finals.push(Membership {
                             state: State::Failed,
@@ -661,6 +767,15 @@ where
                     tracing::warn!(audience = %destination.audience.key(), op = op.as_str(), people = members.len(), error = %e, wait_secs = e.wait().map(|w| w.as_secs()), "retryable platform failure; SQS redelivers the messages");
                     for (n, _) in members {
                         let intent = &intents[*n];
+                        let class = Some(ErrorClass::Retryable);
+                        intent.emit(
+                            now,
+                            op,
+                            EffectOutcome::Retrying,
+                            Some("exhausted"),
+                            class,
+                            Some(latency),
+                        );
                         let (pk, ak) = intent.key();
                         releases.push((pk.clone(), ak.clone(), current.get(&(pk, ak)).cloned()));
                         for o in &intent.owners {
@@ -684,6 +799,8 @@ where
             .zip(failed)
             .filter_map(|(m, f)| f.map(|_| m.id))
             .collect();
+        // The effects rows: after the work, bounded by the flush timeout, never failing the batch.
+        fluxo::analytics::flush().await;
         tracing::info!(
             messages = actions.len(),
             failed = report.failed.len(),

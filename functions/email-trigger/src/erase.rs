@@ -1,15 +1,18 @@
 //! Erasure of one person (`{"action": "erase", "email": "..."}`, or `cargo xtask erase EMAIL`): deletes
-//! them on the email platforms they were sent to, asks audience-sync to remove them from each audience
+//! them on the email platforms they were sent to and in the CRM (HubSpot's GDPR delete, or the REST
+//! CRM's configured `erase` call), asks audience-sync to remove them from each audience
 //! (`audience.remove`, reason `erasure`), deletes every record Fluxo holds about them, and journals the
 //! erasure without personal data.
 //!
-//! The CRM is not reached: neither CRM connector (REST, HubSpot) has a delete call today; the report says
-//! so. Running an erasure twice is harmless: deletes of what is gone are no-ops.
+//! RD Station Marketing has no contact deletion in its API: the report says so for that platform. A
+//! REST CRM without `erase` configured is reported `not configured for erasure`. Running an erasure
+//! twice is harmless: deletes of what is gone are no-ops.
 
 use std::collections::BTreeMap;
 
 use fluxo::adapters::email::DynamoEmail;
 use fluxo::connector::Deadline;
+use fluxo::crm::CrmConnector;
 use fluxo::domain::Email;
 use fluxo::email::ports::EmailPeople;
 use fluxo::email::{Contact, Job, Operation, Platform};
@@ -29,7 +32,8 @@ pub struct ErasureReport {
     pub platforms: BTreeMap<String, String>,
     /// `audience.remove` messages queued for audience-sync.
     pub audience_removals: usize,
-    /// What happened in the CRM.
+    /// What happened in the CRM: `deleted (hubspot)`, `already gone (rest)`, `not configured for
+    /// erasure`, `no CRM configured`, `dry-run (dry_run:hubspot): recorded, not sent`.
     pub crm: String,
     /// Items deleted from the leads table.
     pub records_deleted: usize,
@@ -47,12 +51,14 @@ pub enum EraseError {
         platform: &'static str,
         reason: String,
     },
+    #[error("CRM {connector}: {reason}; nothing was deleted in Fluxo, run the erasure again")]
+    Crm { connector: String, reason: String },
     #[error("audience queue: {0}; run the erasure again")]
     Queue(String),
 }
 
-/// Erases one person. Platform deletes run first: if one fails, Fluxo's records stay so that the erasure
-/// can run again and still find where the person was sent.
+/// Erases one person. Platform and CRM deletes run first: if one fails, Fluxo's records stay so that the
+/// erasure can run again and still find where the person was sent.
 pub async fn erase<P, Q, K>(
     trigger: &Trigger<DynamoEmail, P, Q, K>,
     audience_queue: &impl MessageQueue,
@@ -93,12 +99,25 @@ where
                 reason: crate::trigger::redact(e.reason()),
             })?;
         let text = match (answer.note, answer.dry_run.is_empty()) {
+            _ if platform == Platform::Rdstation => {
+                fluxo::email::rdstation::ERASURE_NOT_SUPPORTED.to_string()
+            }
             (Some(note), _) => note,
             (None, false) => "dry-run: recorded, not sent".to_string(),
             (None, true) => "deleted".to_string(),
         };
         platforms.insert(platform.as_str().to_string(), text);
     }
+    let connector = trigger.crm.name().to_string();
+    let crm = trigger
+        .crm
+        .erase(&email, deadline)
+        .await
+        .map_err(|e| EraseError::Crm {
+            connector: connector.clone(),
+            reason: crate::trigger::redact(e.reason()),
+        })?
+        .describe(&connector);
     let profile = trigger.profiles.load(&profile_key).await?;
     let mut removals = Vec::new();
     if let Some(p) = &profile {
@@ -145,7 +164,7 @@ where
         fingerprint: fingerprint.clone(),
         platforms,
         audience_removals: removals.len(),
-        crm: "not reached: the configured CRM connector has no delete call".to_string(),
+        crm,
         records_deleted,
     };
     let json = serde_json::to_string(&report).unwrap_or_default();
@@ -153,6 +172,6 @@ where
         .store
         .journal_erasure(&erasure_id, &fingerprint, now, &json)
         .await?;
-    tracing::info!(erasure_id = %erasure_id, profile = %fingerprint, records_deleted, audience_removals = report.audience_removals, "person erased");
+    tracing::info!(erasure_id = %erasure_id, profile = %fingerprint, records_deleted, audience_removals = report.audience_removals, crm = %report.crm, "person erased");
     Ok(report)
 }

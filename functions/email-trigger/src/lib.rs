@@ -2,6 +2,7 @@
 //! first), unsubscribes them on withdrawal, turns product views into throttled recommendations, and
 //! erases a person on request.
 
+pub mod analytics;
 pub mod erase;
 pub mod handler;
 pub mod setup;

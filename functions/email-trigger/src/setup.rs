@@ -61,6 +61,8 @@ pub enum SetupError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Platforms(#[from] EmailSetupError),
+    #[error(transparent)]
+    Crm(#[from] fluxo::crm::CrmSetupError),
     #[error("config: {0}")]
     Start(String),
 }
@@ -88,6 +90,7 @@ impl Live {
 pub async fn start() -> Result<Live, SetupError> {
     let (clients, source) = Start::new("email-trigger")
         .with_fingerprint()
+        .with_analytics()
         .run(Settings::from_env)
         .await?;
     let audience_queue = SqsQueue::from_sdk_config(
@@ -115,6 +118,13 @@ pub async fn build(clients: &Clients, loaded: LoadedConfig) -> Result<LiveTrigge
         );
     }
     let platforms = EmailPlatforms::from_config(config, secrets)?;
+    // Erasures reach the CRM of [lead_router.crm] too, with its token.
+    let crm_config = &loaded.config.lead_router.crm;
+    let crm_token = match fluxo::crm::Crm::token_ref(crm_config) {
+        Some(reference) => Some(Secret::new(clients.secrets.resolve(reference).await?)),
+        None => None,
+    };
+    let crm = fluxo::crm::Crm::from_config(crm_config, crm_token, 1)?;
     tracing::info!(
         config = %loaded.origin,
         config_version = %loaded.version,
@@ -132,6 +142,7 @@ pub async fn build(clients: &Clients, loaded: LoadedConfig) -> Result<LiveTrigge
         ),
         clock: SystemClock,
         platforms,
+        crm,
         calls: Arc::new(Semaphore::new(config.concurrency)),
         lease: Duration::from_secs(config.lease_secs),
         config_version: loaded.version,

@@ -55,6 +55,8 @@ pub struct Trigger<S, P, Q, K> {
     pub queue: Q,
     pub clock: K,
     pub platforms: EmailPlatforms,
+    /// The CRM connector of `[lead_router.crm]`: erasures delete the person there too.
+    pub crm: fluxo::crm::Crm,
     /// Platform calls in flight at once, across the batch.
     pub calls: Arc<Semaphore>,
     /// How long a claim keeps a duplicate delivery away.
@@ -211,6 +213,8 @@ where
                 }
             }
         }
+        // The effects rows: after the work, bounded by the flush timeout, never failing the batch.
+        fluxo::analytics::flush().await;
         let failed = response.batch_item_failures.len();
         tracing::info!(messages = event.records.len(), done, failed, config_version = %self.config_version, mode = self.platforms.mode(), "batch handled");
         fluxo::observability::count("Fluxo", FUNCTION, "EmailEffectsDone", done);
@@ -232,7 +236,19 @@ where
         let body = body.ok_or(StepError::NoBody)?;
         let handled = match EmailMessage::from_json(body)? {
             EmailMessage::Action(a) if a.header.kind == EMAIL_ENROLL => {
-                self.enroll(&a, deadline).await?
+                let handled = self.enroll(&a, deadline).await?;
+                if let Handled::Skipped(reason) = &handled {
+                    let lead = a.header.lead_id.as_str();
+                    let now = self.clock.now();
+                    crate::analytics::skipped(
+                        lead,
+                        Some(a.sequence.as_str()),
+                        "enroll",
+                        reason,
+                        now,
+                    );
+                }
+                handled
             }
             EmailMessage::Action(a) if a.header.kind == EMAIL_UNSUBSCRIBE => {
                 self.unsubscribe(&a, deadline).await?
@@ -334,6 +350,7 @@ where
         };
         self.run_job(
             &job,
+            action.header.lead_id.as_str(),
             &action.header.profile_key,
             &fp,
             &sequence.platforms(),
@@ -377,6 +394,7 @@ where
         let handled = self
             .run_job(
                 &job,
+                action.header.lead_id.as_str(),
                 &action.header.profile_key,
                 &fp,
                 &platforms,
@@ -397,21 +415,39 @@ where
     /// Runs a job on each platform (each its own effect), then completes the job's effect: done when every
     /// platform answered, failed when one refused for good; released (and the message retried) when one
     /// failed in a way worth retrying.
+    #[allow(clippy::too_many_arguments)]
     async fn run_job(
         &self,
         job: &Job,
+        lead_id: &str,
         profile_key: &str,
         fp: &str,
         platforms: &[Platform],
         sequence: Option<&str>,
         deadline: Deadline,
     ) -> Result<Handled, StepError> {
-        let parts = futures_util::future::join_all(
-            platforms
-                .iter()
-                .map(|p| self.on_platform(*p, job, fp, deadline)),
-        )
+        let parts = futures_util::future::join_all(platforms.iter().map(|p| async move {
+            let started = std::time::Instant::now();
+            let part = self.on_platform(*p, job, fp, deadline).await;
+            (part, started.elapsed())
+        }))
         .await;
+        let now = self.clock.now();
+        for (platform, (part, latency)) in platforms.iter().zip(&parts) {
+            use crate::analytics::PlatformOutcome as O;
+            let outcome = match part {
+                PlatformResult::Done(_) => O::Done,
+                PlatformResult::Failed(_) => O::Failed,
+                PlatformResult::Retry(_) => O::Retrying,
+                // Done by an earlier delivery, which emitted its row.
+                PlatformResult::Already => continue,
+            };
+            let action = job.operation.name();
+            crate::analytics::platform(
+                lead_id, sequence, action, *platform, outcome, *latency, now,
+            );
+        }
+        let parts = parts.into_iter().map(|(part, _)| part);
         let mut done = Vec::new();
         let mut failures = Vec::new();
         let mut retry = None;
@@ -731,6 +767,7 @@ where
         let handled = self
             .run_job(
                 &job,
+                profile.last_touch.lead_id.as_str(),
                 &action.profile_key,
                 &fp,
                 &config.platforms,

@@ -7,8 +7,9 @@ use futures_util::StreamExt;
 use super::config::{ConnectorKind, CrmConfig, Mapping};
 use super::hubspot::client::HubSpotClient;
 use super::rest::client::RestClient;
-use super::{CrmContact, CrmReceipt, RecordedRequest, hubspot, rest};
+use super::{CrmContact, CrmErasure, CrmReceipt, RecordedRequest, hubspot, rest};
 use crate::connector::{ConnectorError, Deadline, RetryPolicy, Secret, http_client};
+use crate::domain::Email;
 use crate::error::{ErrorClass, Retryable};
 use crate::secrets::SecretRef;
 
@@ -27,6 +28,17 @@ pub trait CrmConnector: Send + Sync {
         contacts: &[CrmContact],
         deadline: Deadline,
     ) -> impl Future<Output = Vec<Result<CrmReceipt, ConnectorError>>> + Send;
+    /// Erases one person (GDPR / LGPD): HubSpot's GDPR delete, the REST CRM's configured erase call,
+    /// the recorded request in dry-run. A person already gone is not an error. A connector without an
+    /// erase call answers [`CrmErasure::NotConfigured`] and sends nothing.
+    fn erase(
+        &self,
+        email: &Email,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<CrmErasure, ConnectorError>> + Send {
+        let _ = (email, deadline);
+        std::future::ready(Ok(CrmErasure::NotConfigured))
+    }
 }
 
 /// The connector could not be built from its config.
@@ -47,8 +59,14 @@ impl Retryable for CrmSetupError {
 #[derive(Debug, Clone)]
 enum Target {
     None,
-    DryRunRest { url: String },
-    DryRunHubSpot { base_url: String, batch_size: usize },
+    DryRunRest {
+        url: String,
+        erase: Option<rest::config::RestErase>,
+    },
+    DryRunHubSpot {
+        base_url: String,
+        batch_size: usize,
+    },
     Rest(RestClient),
     HubSpot(HubSpotClient),
 }
@@ -106,10 +124,11 @@ impl Crm {
                     .map_err(|(p, m)| CrmSetupError::Config(format!("rest.body.{p}: {m}")))?;
                 let url = rest.url.get_ref().clone();
                 if config.dry_run {
+                    let erase = rest.erase.clone();
                     (
                         "dry_run:rest".to_string(),
                         mapping,
-                        Target::DryRunRest { url },
+                        Target::DryRunRest { url, erase },
                     )
                 } else {
                     let token = token
@@ -117,7 +136,8 @@ impl Crm {
                         .filter(|t| !t.is_empty())
                         .ok_or_else(no_token)?;
                     let client =
-                        RestClient::new(http()?, url, token, rest.success_status.clone(), policy);
+                        RestClient::new(http()?, url, token, rest.success_status.clone(), policy)
+                            .with_erase(rest.erase.clone());
                     ("rest".to_string(), mapping, Target::Rest(client))
                 }
             }
@@ -177,7 +197,7 @@ impl CrmConnector for Crm {
     ) -> Vec<Result<CrmReceipt, ConnectorError>> {
         match &self.target {
             Target::None => contacts.iter().map(|_| Ok(CrmReceipt::default())).collect(),
-            Target::DryRunRest { url } => contacts
+            Target::DryRunRest { url, .. } => contacts
                 .iter()
                 .map(|c| {
                     let recorded = RecordedRequest::bearer(&rest::request::build(url, c));
@@ -222,12 +242,42 @@ impl CrmConnector for Crm {
             Target::HubSpot(client) => client.upsert(contacts, deadline).await,
         }
     }
+
+    async fn erase(&self, email: &Email, deadline: Deadline) -> Result<CrmErasure, ConnectorError> {
+        match &self.target {
+            Target::None => Ok(CrmErasure::NoCrm),
+            Target::DryRunRest { erase: None, .. } => Ok(CrmErasure::NotConfigured),
+            Target::DryRunRest {
+                erase: Some(erase), ..
+            } => {
+                let prepared = rest::request::erase(erase, email);
+                let mut recorded = RecordedRequest::bearer(&prepared);
+                if prepared.body.is_null() {
+                    recorded.headers.retain(|(k, _)| k != "content-type");
+                }
+                Ok(CrmErasure::DryRun(recorded))
+            }
+            Target::DryRunHubSpot { base_url, .. } => Ok(CrmErasure::DryRun(
+                RecordedRequest::bearer(&hubspot::request::gdpr_delete(base_url, email)),
+            )),
+            Target::Rest(client) => Ok(match client.erase(email, deadline).await? {
+                None => CrmErasure::NotConfigured,
+                Some(true) => CrmErasure::Deleted,
+                Some(false) => CrmErasure::AlreadyGone,
+            }),
+            Target::HubSpot(client) => Ok(match client.erase(email, deadline).await? {
+                hubspot::request::Erased::Deleted => CrmErasure::Deleted,
+                hubspot::request::Erased::AlreadyGone => CrmErasure::AlreadyGone,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use crate::crm::CrmErasure;
     use crate::domain::{Email, LeadId};
     use chrono::DateTime;
 
@@ -260,6 +310,81 @@ mod tests {
                 .contains(&("authorization".into(), "Bearer [redacted]".into()))
         );
         assert_eq!(recorded.body["email"], "ana.silva@exemplo.com");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_erasure_records_hubspots_exact_gdpr_delete() {
+        let cfg = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"hubspot\"\n[lead_router.crm.hubspot]\n",
+        )
+        .unwrap()
+        .config;
+        let crm = Crm::from_config(&cfg.lead_router.crm, None, 4).unwrap();
+        let email = Email::parse("ana.silva@exemplo.com").unwrap();
+        let CrmErasure::DryRun(recorded) = crm.erase(&email, Deadline::none()).await.unwrap()
+        else {
+            panic!("dry-run records the request")
+        };
+        assert_eq!(recorded.method, "POST");
+        assert_eq!(
+            recorded.url,
+            "https://api.hubapi.com/crm/v3/objects/contacts/gdpr-delete"
+        );
+        assert_eq!(
+            recorded.body,
+            serde_json::json!({"objectId": "ana.silva@exemplo.com", "idProperty": "email"})
+        );
+        assert!(
+            recorded
+                .headers
+                .contains(&("authorization".into(), "Bearer [redacted]".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rest_crm_erases_only_with_a_configured_erase_call() {
+        let without = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"rest\"\n[lead_router.crm.rest]\nurl = \"https://x.example/leads\"\n",
+        )
+        .unwrap()
+        .config;
+        let email = Email::parse("ana.silva@exemplo.com").unwrap();
+        let crm = Crm::from_config(&without.lead_router.crm, None, 4).unwrap();
+        let erased = crm.erase(&email, Deadline::none()).await.unwrap();
+        assert_eq!(erased, CrmErasure::NotConfigured);
+        assert_eq!(erased.describe(crm.name()), "not configured for erasure");
+        let with = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"rest\"\n[lead_router.crm.rest]\nurl = \"https://x.example/leads\"\nerase = { url = \"https://x.example/leads/{email_sha256}\" }\n",
+        )
+        .unwrap()
+        .config;
+        let crm = Crm::from_config(&with.lead_router.crm, None, 4).unwrap();
+        let CrmErasure::DryRun(recorded) = crm.erase(&email, Deadline::none()).await.unwrap()
+        else {
+            panic!("dry-run records the request")
+        };
+        assert_eq!(recorded.method, "DELETE");
+        assert_eq!(
+            recorded.url,
+            format!("https://x.example/leads/{}", email.sha256_hex())
+        );
+        assert_eq!(
+            recorded.headers,
+            vec![("authorization".to_string(), "Bearer [redacted]".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_erase_url_with_an_unknown_placeholder_is_refused() {
+        let bad = load_str(
+            "t.toml",
+            "[lead_router.crm]\nconnector = \"rest\"\n[lead_router.crm.rest]\nurl = \"https://x.example/leads\"\nerase = { url = \"https://x.example/leads/{id}\" }\n",
+        );
+        let message = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("erase.url"), "{message}");
     }
 
     #[test]

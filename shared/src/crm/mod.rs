@@ -1,4 +1,5 @@
-//! CRM connectors: the generic REST CRM (the article's), HubSpot batch upsert by email, and dry-run.
+//! CRM connectors: the generic REST CRM (the article's), HubSpot batch upsert by email, and dry-run;
+//! plus the erasure of one person (HubSpot's GDPR delete, the REST CRM's configured erase call).
 //!
 //! Each connector follows the connector contract: `config.rs` (typed, secrets by reference),
 //! `request.rs` (pure request building, unit-tested against the vendor's documented shape) and
@@ -65,4 +66,32 @@ pub struct CrmReceipt {
     pub contact_id: Option<String>,
     /// The request that would have been sent, for the dry-run connector.
     pub dry_run: Option<RecordedRequest>,
+}
+
+/// What erasing one person in the CRM came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmErasure {
+    /// No CRM is configured (`connector = "none"`).
+    NoCrm,
+    /// The connector has no erase call configured (the REST CRM without `erase`): nothing was sent.
+    NotConfigured,
+    /// The CRM deleted the person.
+    Deleted,
+    /// The CRM had no such person (404 or a configured gone status).
+    AlreadyGone,
+    /// Dry-run: the exact request that would have been sent.
+    DryRun(RecordedRequest),
+}
+
+impl CrmErasure {
+    /// The line of the erasure report: `deleted (hubspot)`, `not configured for erasure`...
+    pub fn describe(&self, connector: &str) -> String {
+        match self {
+            CrmErasure::NoCrm => "no CRM configured".to_string(),
+            CrmErasure::NotConfigured => "not configured for erasure".to_string(),
+            CrmErasure::Deleted => format!("deleted ({connector})"),
+            CrmErasure::AlreadyGone => format!("already gone ({connector})"),
+            CrmErasure::DryRun(_) => format!("dry-run ({connector}): recorded, not sent"),
+        }
+    }
 }

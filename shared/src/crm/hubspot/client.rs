@@ -1,5 +1,5 @@
-//! Sends HubSpot batch upserts: bearer auth, timeouts, HubSpot's rate-limit signals, bounded retries,
-//! and the isolation of a bad input by splitting the batch.
+//! Sends HubSpot batch upserts and GDPR deletes: bearer auth, timeouts, HubSpot's rate-limit signals,
+//! bounded retries, and the isolation of a bad input by splitting the batch.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -12,8 +12,9 @@ use crate::connector::{
     send_with_retry_until,
 };
 use crate::crm::{CrmContact, CrmReceipt};
+use crate::domain::Email;
 
-use super::request::{self, Input, InputResult};
+use super::request::{self, Erased, Input, InputResult};
 
 /// Vendor label in logs and errors.
 pub const VENDOR: &str = "hubspot";
@@ -102,6 +103,33 @@ pub fn classify(reply: &Reply) -> Outcome<Answer> {
     }
 }
 
+/// How HubSpot answered a GDPR delete, after classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EraseAnswer {
+    Erased(Erased),
+    /// A 429 with `policyName = DAILY`: no retry now.
+    DailyLimit(String),
+}
+
+/// Sorts a GDPR-delete reply: 2xx deleted and 404 already gone; a 429 on the daily limit pauses; other
+/// 429s, 408 and 5xx are retried with HubSpot's wait; any other 4xx is permanent.
+pub fn classify_erase(reply: &Reply) -> Outcome<EraseAnswer> {
+    if let Some(erased) = request::read_gdpr_delete(reply.status) {
+        return Outcome::Success(EraseAnswer::Erased(erased));
+    }
+    match reply.status {
+        429 if is_daily_limit(reply) => Outcome::Success(EraseAnswer::DailyLimit(reply.summary())),
+        429 | 408 | 425 | 500..=599 => Outcome::Retryable {
+            reason: reply.summary(),
+            retry_after: rate_limit_wait(reply),
+        },
+        400..=499 => Outcome::Permanent {
+            reason: reply.summary(),
+        },
+        _ => reply.failure_outcome(),
+    }
+}
+
 /// Splits a group in two halves; the first half goes out first.
 fn split(group: Vec<usize>, work: &mut Vec<Vec<usize>>) {
     let (first, second) = group.split_at(group.len() / 2);
@@ -174,6 +202,41 @@ impl HubSpotClient {
             exchange(builder, classify)
         })
         .await
+    }
+
+    /// GDPR-deletes the contact with this email, retrying within the policy; nothing starts or sleeps
+    /// past the deadline. While HubSpot's daily limit holds, nothing is sent and the erasure fails with
+    /// [`ConnectorError::Paused`].
+    pub async fn erase(&self, email: &Email, deadline: Deadline) -> Result<Erased, ConnectorError> {
+        if let Some(wait) = self.paused() {
+            return Err(ConnectorError::Paused {
+                vendor: VENDOR,
+                reason: DAILY_LIMIT_REASON.to_string(),
+                wait,
+            });
+        }
+        let prepared = request::gdpr_delete(&self.base_url, email);
+        let answer = send_with_retry_until(VENDOR, &self.policy, deadline, |_| {
+            let builder = self
+                .http
+                .post(&prepared.url)
+                .bearer_auth(self.token.expose())
+                .json(&prepared.body);
+            exchange(builder, classify_erase)
+        })
+        .await?;
+        match answer {
+            EraseAnswer::Erased(erased) => Ok(erased),
+            EraseAnswer::DailyLimit(reason) => {
+                tracing::warn!(reason = %reason, "HubSpot daily limit reached during an erasure");
+                let wait = self.pause_for_the_daily_limit();
+                Err(ConnectorError::Paused {
+                    vendor: VENDOR,
+                    reason: DAILY_LIMIT_REASON.to_string(),
+                    wait,
+                })
+            }
+        }
     }
 
     /// Upserts the contacts; one result per contact, in order.
@@ -401,5 +464,131 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    mod erase {
+        use wiremock::matchers::{body_json, header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        use super::super::*;
+
+        fn client(server: &MockServer) -> HubSpotClient {
+            HubSpotClient::new(
+                crate::connector::http_client(Duration::from_secs(2), Duration::from_secs(5))
+                    .unwrap(),
+                server.uri(),
+                Secret::new("pat-na1-it"),
+                100,
+                RetryPolicy {
+                    max_attempts: 3,
+                    base_delay: Duration::from_millis(5),
+                    max_delay: Duration::from_millis(50),
+                },
+            )
+        }
+
+        fn gdpr_delete() -> wiremock::MockBuilder {
+            Mock::given(method("POST"))
+                .and(path("/crm/v3/objects/contacts/gdpr-delete"))
+                .and(header("authorization", "Bearer pat-na1-it"))
+                .and(header("content-type", "application/json"))
+                .and(body_json(serde_json::json!({
+                    "objectId": "ana.silva@exemplo.com",
+                    "idProperty": "email"
+                })))
+        }
+
+        fn email() -> Email {
+            Email::parse("Ana.Silva@exemplo.com").unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_gdpr_delete_posts_the_documented_body_and_204_is_deleted() {
+            let server = MockServer::start().await;
+            gdpr_delete()
+                .respond_with(ResponseTemplate::new(204))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let erased = client(&server).erase(&email(), Deadline::none()).await;
+            assert_eq!(erased.unwrap(), Erased::Deleted);
+        }
+
+        #[tokio::test]
+        async fn a_gdpr_delete_of_an_unknown_contact_404_is_already_gone() {
+            let server = MockServer::start().await;
+            gdpr_delete()
+                .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({
+                    "status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"
+                })))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let erased = client(&server).erase(&email(), Deadline::none()).await;
+            assert_eq!(erased.unwrap(), Erased::AlreadyGone);
+        }
+
+        #[tokio::test]
+        async fn a_gdpr_delete_answered_429_is_retried_after_hubspots_window() {
+            let server = MockServer::start().await;
+            gdpr_delete()
+                .respond_with(
+                    ResponseTemplate::new(429)
+                        .insert_header("X-HubSpot-RateLimit-Interval-Milliseconds", "20")
+                        .insert_header("X-HubSpot-RateLimit-Remaining", "0")
+                        .set_body_json(serde_json::json!({
+                            "status": "error", "errorType": "RATE_LIMIT",
+                            "policyName": "TEN_SECONDLY_ROLLING"
+                        })),
+                )
+                .up_to_n_times(1)
+                .expect(1)
+                .mount(&server)
+                .await;
+            gdpr_delete()
+                .respond_with(ResponseTemplate::new(204))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let erased = client(&server).erase(&email(), Deadline::none()).await;
+            assert_eq!(erased.unwrap(), Erased::Deleted);
+        }
+
+        #[tokio::test]
+        async fn a_gdpr_delete_on_the_daily_limit_pauses_and_sends_nothing_more() {
+            let server = MockServer::start().await;
+            gdpr_delete()
+                .respond_with(ResponseTemplate::new(429).set_body_json(serde_json::json!({
+                    "status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"
+                })))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let c = client(&server);
+            let first = c.erase(&email(), Deadline::none()).await.unwrap_err();
+            assert!(matches!(first, ConnectorError::Paused { .. }));
+            let second = c.erase(&email(), Deadline::none()).await.unwrap_err();
+            assert!(
+                matches!(second, ConnectorError::Paused { .. }),
+                "no call while paused"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_gdpr_delete_refused_with_a_403_fails_for_good() {
+            let server = MockServer::start().await;
+            gdpr_delete()
+                .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+                    "status": "error", "category": "MISSING_SCOPES"
+                })))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let e = client(&server)
+                .erase(&email(), Deadline::none())
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ConnectorError::Permanent { .. }), "{e}");
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! Builds HubSpot batch-upsert requests and reads their responses: pure, no I/O.
+//! Builds HubSpot batch-upsert and GDPR-delete requests and reads their responses: pure, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
 use crate::crm::{CrmContact, PreparedRequest};
+use crate::domain::Email;
 
 /// The legacy v3 path, documented side by side with the date-versioned one; the bodies are the same.
 pub const UPSERT_PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
@@ -78,6 +79,43 @@ pub fn build(base_url: &str, inputs: &[&Input]) -> PreparedRequest {
         method: "POST",
         url: format!("{}{UPSERT_PATH}", base_url.trim_end_matches('/')),
         body: json!({ "inputs": inputs }),
+    }
+}
+
+/// The GDPR delete of a contact (legacy v3 path; the date-versioned
+/// `/crm/objects/2026-03/contacts/gdpr-delete` takes the same body).
+pub const GDPR_DELETE_PATH: &str = "/crm/v3/objects/contacts/gdpr-delete";
+
+/// `POST /crm/v3/objects/contacts/gdpr-delete` with `{"objectId": <email>, "idProperty": "email"}`:
+/// permanently deletes the contact and its associated content, found by email. HubSpot documents that
+/// an email no contact has is added to a blocklist instead, so the address cannot be used again.
+pub fn gdpr_delete(base_url: &str, email: &Email) -> PreparedRequest {
+    PreparedRequest {
+        method: "POST",
+        url: format!("{}{GDPR_DELETE_PATH}", base_url.trim_end_matches('/')),
+        body: json!({
+            "objectId": email.as_str().to_lowercase(),
+            "idProperty": "email",
+        }),
+    }
+}
+
+/// What HubSpot's answer to a GDPR delete means, when it is not an error to retry or report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erased {
+    /// 204 No Content (documented), or another 2xx: deleted (or blocklisted when unknown).
+    Deleted,
+    /// 404: there is no such contact; already gone, nothing to do.
+    AlreadyGone,
+}
+
+/// Reads the status of a GDPR-delete answer: `Some` for the answers that end the erasure well, `None`
+/// for the ones the client classifies as failures.
+pub fn read_gdpr_delete(status: u16) -> Option<Erased> {
+    match status {
+        200..=299 => Some(Erased::Deleted),
+        404 | 410 => Some(Erased::AlreadyGone),
+        _ => None,
     }
 }
 
@@ -198,6 +236,30 @@ mod tests {
 
     fn refs(inputs: &[Input]) -> Vec<&Input> {
         inputs.iter().collect()
+    }
+
+    #[test]
+    fn a_gdpr_delete_is_one_post_keyed_by_the_lowercased_email() {
+        let email = Email::parse("Ana.Silva@Exemplo.com").unwrap();
+        let r = gdpr_delete("https://api.hubapi.com/", &email);
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.url,
+            "https://api.hubapi.com/crm/v3/objects/contacts/gdpr-delete"
+        );
+        assert_eq!(
+            r.body,
+            json!({"objectId": "ana.silva@exemplo.com", "idProperty": "email"})
+        );
+    }
+
+    #[test]
+    fn a_gdpr_delete_answer_204_is_deleted_and_404_is_already_gone() {
+        assert_eq!(read_gdpr_delete(204), Some(Erased::Deleted));
+        assert_eq!(read_gdpr_delete(200), Some(Erased::Deleted));
+        assert_eq!(read_gdpr_delete(404), Some(Erased::AlreadyGone));
+        assert_eq!(read_gdpr_delete(400), None);
+        assert_eq!(read_gdpr_delete(429), None);
     }
 
     #[test]

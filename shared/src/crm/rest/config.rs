@@ -24,6 +24,50 @@ pub struct RestConfig {
     /// JSON body: key = property sent, value = field (or list of fields, or `{ value = "..." }`).
     #[serde(default = "default_body")]
     pub body: BTreeMap<String, FieldSource>,
+    /// How an erasure deletes a person in this CRM. Without it, an erasure does not reach the CRM and its
+    /// report says `not configured for erasure`.
+    #[serde(default)]
+    pub erase: Option<RestErase>,
+}
+
+/// `erase = { method = "DELETE", url = "https://api.crm.example/v1/leads/{email}" }`.
+///
+/// The URL may hold `{email}` (the lowercased email, percent-encoded as one path segment or query value)
+/// and `{email_sha256}` (the lowercase hex SHA-256 of the lowercased email). `DELETE` sends no body;
+/// `POST` sends `{"email": "<email>"}`. A status in `success_status` means deleted, one in
+/// `gone_status` means there was nothing to delete; 408/425/429/5xx are retried (honouring
+/// `Retry-After`); anything else fails the erasure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestErase {
+    /// `DELETE` (default) or `POST`.
+    #[serde(default)]
+    pub method: EraseMethod,
+    /// The URL template.
+    pub url: Spanned<String>,
+    /// Statuses that mean deleted. Default 200, 202, 204.
+    #[serde(default = "default_erase_success")]
+    pub success_status: Vec<u16>,
+    /// Statuses that mean there was no such contact. Default 404, 410.
+    #[serde(default = "default_gone")]
+    pub gone_status: Vec<u16>,
+}
+
+/// The HTTP method of the REST CRM's erase call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EraseMethod {
+    #[default]
+    Delete,
+    Post,
+}
+
+fn default_erase_success() -> Vec<u16> {
+    vec![200, 202, 204]
+}
+
+fn default_gone() -> Vec<u16> {
+    vec![404, 410]
 }
 
 fn default_success() -> Vec<u16> {
@@ -73,6 +117,38 @@ impl RestConfig {
                 &format!("{p}.body"),
                 "must send the `email` field: it is the CRM's dedupe key",
             ));
+        }
+        if let Some(erase) = &self.erase {
+            let url = erase.url.get_ref();
+            let probe = url.replace("{email_sha256}", "0").replace("{email}", "0");
+            check_url(&probe)
+                .map_err(|m| at.error(Some(erase.url.span()), &format!("{p}.erase.url"), m))?;
+            if probe.contains(['{', '}']) {
+                return Err(at.error(
+                    Some(erase.url.span()),
+                    &format!("{p}.erase.url"),
+                    "the only placeholders are {email} and {email_sha256}",
+                ));
+            }
+            if erase.success_status.is_empty()
+                || erase
+                    .success_status
+                    .iter()
+                    .any(|s| !(200..=299).contains(s))
+            {
+                return Err(at.error(
+                    None,
+                    &format!("{p}.erase.success_status"),
+                    "must list one or more 2xx statuses",
+                ));
+            }
+            if erase.gone_status.iter().any(|s| !(400..=499).contains(s)) {
+                return Err(at.error(
+                    None,
+                    &format!("{p}.erase.gone_status"),
+                    "must list 4xx statuses only",
+                ));
+            }
         }
         if !dry_run && !self.token.as_ref().is_some_and(SecretRef::is_set) {
             return Err(at.error(

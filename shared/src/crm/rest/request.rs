@@ -1,8 +1,10 @@
-//! Builds the generic REST CRM request: pure, no I/O.
+//! Builds the generic REST CRM requests (upsert, and the configured erase): pure, no I/O.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use super::config::{EraseMethod, RestErase};
 use crate::crm::{CrmContact, PreparedRequest};
+use crate::domain::Email;
 
 /// `POST <url>` with the contact's mapped properties as a flat JSON object.
 pub fn build(url: &str, contact: &CrmContact) -> PreparedRequest {
@@ -15,6 +17,42 @@ pub fn build(url: &str, contact: &CrmContact) -> PreparedRequest {
         method: "POST",
         url: url.to_string(),
         body: Value::Object(body),
+    }
+}
+
+/// The configured erase call for one person: `{email}` and `{email_sha256}` filled in the URL; `DELETE`
+/// has no body (`null`), `POST` sends `{"email": ...}`.
+pub fn erase(config: &RestErase, email: &Email) -> PreparedRequest {
+    let url = config
+        .url
+        .get_ref()
+        .replace("{email_sha256}", &email.sha256_hex())
+        .replace(
+            "{email}",
+            &crate::email::brevo::request::path_segment(email.as_str()),
+        );
+    match config.method {
+        EraseMethod::Delete => PreparedRequest {
+            method: "DELETE",
+            url,
+            body: Value::Null,
+        },
+        EraseMethod::Post => PreparedRequest {
+            method: "POST",
+            url,
+            body: json!({ "email": email.as_str() }),
+        },
+    }
+}
+
+/// What an erase answer means: `Some(true)` deleted, `Some(false)` already gone, `None` a failure.
+pub fn read_erase(config: &RestErase, status: u16) -> Option<bool> {
+    if config.success_status.contains(&status) {
+        Some(true)
+    } else if config.gone_status.contains(&status) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -77,6 +115,43 @@ mod tests {
         assert_eq!(request.body, fixture);
         assert_eq!(request.method, "POST");
         assert_eq!(request.url, "https://api.crmdigital.com/v1/leads");
+    }
+
+    fn erase_config(text: &str) -> RestErase {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_erase_call_fills_the_url_placeholders_and_sends_no_body_on_delete() {
+        let email = Email::parse("Ana+x@Exemplo.com").unwrap();
+        let r = erase(
+            &erase_config("url = \"https://crm.example/v1/leads/{email}?h={email_sha256}\""),
+            &email,
+        );
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(
+            r.url,
+            format!(
+                "https://crm.example/v1/leads/ana%2Bx%40exemplo.com?h={}",
+                email.sha256_hex()
+            )
+        );
+        assert_eq!(r.body, Value::Null);
+        let post = erase(
+            &erase_config("method = \"POST\"\nurl = \"https://crm.example/v1/erasures\""),
+            &email,
+        );
+        assert_eq!(post.method, "POST");
+        assert_eq!(post.body, json!({"email": "ana+x@exemplo.com"}));
+    }
+
+    #[test]
+    fn erase_statuses_read_as_deleted_gone_or_failure() {
+        let c = erase_config("url = \"https://crm.example/v1/leads/{email}\"");
+        assert_eq!(read_erase(&c, 204), Some(true));
+        assert_eq!(read_erase(&c, 404), Some(false));
+        assert_eq!(read_erase(&c, 201), None);
+        assert_eq!(read_erase(&c, 500), None);
     }
 
     #[test]

@@ -58,8 +58,8 @@ fn conversion(
     )
 }
 
-/// The calls of one job. RD Station has no contact delete for this integration: an erasure makes no
-/// call (recorded as such; erase the contact in RD Station by hand).
+/// The calls of one job. RD Station Marketing's API has no contact delete: an erasure makes no call
+/// (reported as [`super::ERASURE_NOT_SUPPORTED`]; erase the contact in RD Station by hand).
 pub fn plan(
     config: &RdStationConfig,
     job: &Job,
@@ -174,6 +174,20 @@ mod tests {
                 "conversion_identifier": "nutricao_geral", "email": "ana@exemplo.com", "name": "Ana Silva",
                 "legal_bases": [{"category": "communications", "type": "consent", "status": "granted"}]}})
         );
+    }
+
+    #[test]
+    fn an_erasure_sends_nothing_to_rd_station() {
+        let job = Job {
+            key: "k".into(),
+            contact: Contact {
+                email: Email::parse("ana@exemplo.com").unwrap(),
+                first_name: None,
+                last_name: None,
+            },
+            operation: Operation::Erase,
+        };
+        assert!(plan(&config(), &job, None).unwrap().is_empty());
     }
 
     #[test]
