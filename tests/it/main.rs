@@ -6,6 +6,7 @@
 mod audience;
 mod config;
 mod email;
+mod extract;
 mod lead_router;
 mod optimizer;
 mod receiver;
