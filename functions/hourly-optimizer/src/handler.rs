@@ -8,7 +8,7 @@
 //! - `{"action": "revert", "campaign": "<name in the config>", "entity": "<optional entity id>",
 //!   "force": false}`: `force` reverts even when the platform no longer shows what the last change set.
 //! - `{"action": "daily_extract", "date": "2026-11-27"}`: the daily ad-platform extract of that day
-//!   (`date` defaults to yesterday, UTC); the template's second schedule sends it every night
+//!   (`date` defaults to yesterday, UTC); the template's second schedule sends it every day
 //!   (see `extract`).
 
 use std::time::Duration;
