@@ -7,12 +7,16 @@
 //! - `{"action": "run", "time": "2026-11-27T20:00:00Z"}`: the same, by hand (`time` defaults to now).
 //! - `{"action": "revert", "campaign": "<name in the config>", "entity": "<optional entity id>",
 //!   "force": false}`: `force` reverts even when the platform no longer shows what the last change set.
+//! - `{"action": "daily_extract", "date": "2026-11-27"}`: the daily ad-platform extract of that day
+//!   (`date` defaults to yesterday, UTC); the template's second schedule sends it every day
+//!   (see `extract`).
 
 use std::time::Duration;
 
 use crate::engine::{Engine, NotificationStatus, RevertError, RunReport};
+use crate::extract::{self, DailyReports};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use fluxo::error::{ErrorClass, Retryable};
 use fluxo::optimizer::ports::{AdPlatforms, Notifier, OptimizerStore};
 use fluxo::ports::Clock;
@@ -38,6 +42,8 @@ pub enum Invocation {
         /// Revert even if the platform's bid is no longer the one the last change set.
         force: bool,
     },
+    /// Read every account's campaigns of `day` for the data lake.
+    DailyExtract { day: NaiveDate },
 }
 
 /// An invocation that failed as a whole (a campaign's failure is an outcome, not an error).
@@ -49,12 +55,21 @@ pub enum HandlerError {
     Revert(#[from] RevertError),
     #[error("report could not be serialized: {0}")]
     Report(String),
+    /// Some accounts' daily reports failed (the others' rows were emitted); a re-run of the day is safe.
+    #[error("daily extract of {day}: {failed} account report(s) failed: {reasons}")]
+    Extract {
+        day: NaiveDate,
+        failed: usize,
+        reasons: String,
+        class: ErrorClass,
+    },
 }
 
 impl Retryable for HandlerError {
     fn class(&self) -> ErrorClass {
         match self {
             HandlerError::Revert(e) => e.class(),
+            HandlerError::Extract { class, .. } => *class,
             _ => ErrorClass::Permanent,
         }
     }
@@ -83,6 +98,10 @@ enum Manual {
         #[serde(default)]
         force: bool,
     },
+    DailyExtract {
+        #[serde(default)]
+        date: Option<NaiveDate>,
+    },
 }
 
 /// Reads the payload: a manual action, or an EventBridge scheduled event.
@@ -103,6 +122,16 @@ pub fn parse(payload: Value, now: DateTime<Utc>) -> Result<Invocation, HandlerEr
                 entity,
                 force,
             },
+            Manual::DailyExtract { date } => {
+                let today = now.date_naive();
+                let day = date.unwrap_or(today - chrono::Days::new(1));
+                if day > today {
+                    return Err(HandlerError::BadPayload(
+                        "daily_extract: date is in the future".into(),
+                    ));
+                }
+                Invocation::DailyExtract { day }
+            }
         });
     }
     let event: EventBridgeEvent<Value> = serde_json::from_value(payload).map_err(|e| {
@@ -155,7 +184,7 @@ pub async fn handle<P, S, N>(
     clock: &dyn Clock,
 ) -> Result<Value, HandlerError>
 where
-    P: AdPlatforms,
+    P: AdPlatforms + DailyReports,
     S: OptimizerStore,
     N: Notifier,
 {
@@ -170,7 +199,7 @@ pub async fn handle_until<P, S, N>(
     deadline_ms: Option<u64>,
 ) -> Result<Value, HandlerError>
 where
-    P: AdPlatforms,
+    P: AdPlatforms + DailyReports,
     S: OptimizerStore,
     N: Notifier,
 {
@@ -193,6 +222,7 @@ where
             entity,
             force,
         } => engine.revert(&campaign, entity.as_deref(), force).await?,
+        Invocation::DailyExtract { day } => return daily_extract(engine, day, now).await,
     };
     emit_metrics(&report);
     // Analytics (issue 12): each campaign's metrics and each journal entry, for the data lake.
@@ -208,6 +238,61 @@ where
         lookback,
     ));
     fluxo::analytics::flush().await;
+    serde_json::to_value(&report).map_err(|e| HandlerError::Report(e.to_string()))
+}
+
+/// The daily extract: every account's report of `day`, emitted as `ad_metrics` records and flushed. Fails
+/// (after emitting the rows that were read) when an account's report failed, so that the function's
+/// Errors alarm shows it; running the same day again is safe.
+async fn daily_extract<P, S, N>(
+    engine: &Engine<P, S, N>,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Value, HandlerError>
+where
+    P: AdPlatforms + DailyReports,
+    S: OptimizerStore,
+    N: Notifier,
+{
+    let (report, records) = extract::run(engine.platforms(), engine.campaigns(), day, now).await;
+    fluxo::analytics::emit(records);
+    fluxo::analytics::flush().await;
+    let failures: Vec<_> = report.failures().collect();
+    fluxo::observability::count(NAMESPACE, FUNCTION, "DailyExtractRows", report.rows as u64);
+    fluxo::observability::count(
+        NAMESPACE,
+        FUNCTION,
+        "DailyExtractAccountsFailed",
+        failures.len() as u64,
+    );
+    if !failures.is_empty() {
+        let class = if failures
+            .iter()
+            .all(|f| f.error_class == Some(ErrorClass::Retryable.as_str()))
+        {
+            ErrorClass::Retryable
+        } else {
+            ErrorClass::Permanent
+        };
+        let reasons = failures
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}: {}",
+                    f.platform,
+                    f.account,
+                    f.reason.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(HandlerError::Extract {
+            day,
+            failed: failures.len(),
+            reasons,
+            class,
+        });
+    }
     serde_json::to_value(&report).map_err(|e| HandlerError::Report(e.to_string()))
 }
 
@@ -302,6 +387,38 @@ mod tests {
             .is_err()
         );
         assert!(parse(json!([1, 2]), now()).is_err());
+    }
+
+    #[test]
+    fn a_daily_extract_defaults_to_yesterday_and_refuses_the_future() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        assert_eq!(
+            parse(json!({"action": "daily_extract"}), now()).unwrap(),
+            Invocation::DailyExtract { day: day(26) }
+        );
+        assert_eq!(
+            parse(
+                json!({"action": "daily_extract", "date": "2026-11-20"}),
+                now()
+            )
+            .unwrap(),
+            Invocation::DailyExtract { day: day(20) }
+        );
+        assert!(
+            parse(
+                json!({"action": "daily_extract", "date": "2026-11-28"}),
+                now()
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                json!({"action": "daily_extract", "date": "yesterday"}),
+                now()
+            )
+            .is_err()
+        );
+        assert!(parse(json!({"action": "daily_extract", "days": 2}), now()).is_err());
     }
 
     #[test]

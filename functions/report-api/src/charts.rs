@@ -400,7 +400,9 @@ fn platforms(facts: &Facts) -> DataTable {
         ],
     );
     let mut latest: HashMap<(&str, &str), &fluxo::analytics::AdMetricRecord> = HashMap::new();
-    for m in &facts.ad_metrics {
+    // The optimizer's windows only: the daily extract's one-day rows (origin `daily_extract`) are keyed by
+    // the platform's campaign id and would add a second, overlapping figure for the same campaign.
+    for m in facts.ad_metrics.iter().filter(|m| m.origin == "optimizer") {
         let key = (m.platform.as_str(), m.campaign_id.as_str());
         if latest.get(&key).is_none_or(|old| m.at > old.at) {
             latest.insert(key, m);

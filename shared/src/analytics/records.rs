@@ -378,6 +378,56 @@ impl AdMetricRecord {
     }
 }
 
+/// The `origin` of the daily extract's `ad_metrics` rows (the hourly run's rows say `optimizer`).
+pub const DAILY_EXTRACT: &str = "daily_extract";
+
+impl AdMetricRecord {
+    /// The daily extract's row of one campaign on `day`, read at `at` from an account-level report.
+    /// Its `metric_id` is the day key `daily_extract#platform#account#campaign#day`, without the time of
+    /// the read: a re-run of the same day repeats the same ids, so readers that count each id once (the
+    /// dashboard, the README's queries) never count a day twice. `currency` is the account's when the
+    /// report gave none.
+    pub fn daily(
+        at: DateTime<Utc>,
+        platform: &str,
+        account: &str,
+        day: NaiveDate,
+        campaign: &crate::ads::DailyCampaign,
+        currency: &str,
+    ) -> Self {
+        let metrics = crate::optimizer::Metrics {
+            spend_micros: campaign.spend_micros,
+            conversions_milli: campaign.conversions_milli,
+            clicks: campaign.clicks,
+            cpc_micros: None,
+        };
+        AdMetricRecord {
+            metric_id: format!(
+                "{DAILY_EXTRACT}#{platform}#{account}#{}#{day}",
+                campaign.campaign_id
+            ),
+            at,
+            origin: DAILY_EXTRACT.to_string(),
+            platform: platform.to_string(),
+            account: account.to_string(),
+            campaign_id: campaign.campaign_id.clone(),
+            entity_kind: "campaign".to_string(),
+            entity_id: campaign.campaign_id.clone(),
+            window_start: day,
+            window_end: day,
+            spend: units(campaign.spend_micros),
+            clicks: i64::try_from(campaign.clicks).unwrap_or(i64::MAX),
+            conversions: campaign.conversions_milli as f64 / 1000.0,
+            cpa: cpa_micros(&metrics).map(units),
+            target_cpa: None,
+            currency: campaign
+                .currency
+                .clone()
+                .unwrap_or_else(|| currency.to_string()),
+        }
+    }
+}
+
 /// One analytics record, tagged with its table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "table", content = "row", rename_all = "snake_case")]
@@ -443,4 +493,42 @@ pub fn of_run(outcomes: &[JournalEntry], lookback_days: impl Fn(&str) -> u32) ->
         records.push(Record::BidChanges(BidChangeRecord::of(e)));
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daily_row_is_keyed_by_the_day_not_the_time_it_was_read() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let campaign = crate::ads::DailyCampaign {
+            campaign_id: "11".into(),
+            spend_micros: 12_500_000,
+            clicks: 40,
+            conversions_milli: 2_500,
+            currency: None,
+        };
+        let first = "2026-11-28T03:30:00Z".parse().unwrap();
+        let rerun = "2026-11-28T09:12:00Z".parse().unwrap();
+        let a = AdMetricRecord::daily(first, "google_ads", "1234567890", day, &campaign, "BRL");
+        let b = AdMetricRecord::daily(rerun, "google_ads", "1234567890", day, &campaign, "BRL");
+        assert_eq!(
+            a.metric_id,
+            "daily_extract#google_ads#1234567890#11#2026-11-27"
+        );
+        assert_eq!(a.metric_id, b.metric_id);
+        assert_eq!(a.origin, DAILY_EXTRACT);
+        assert_eq!((a.window_start, a.window_end), (day, day));
+        assert_eq!((a.spend, a.clicks, a.conversions), (12.5, 40, 2.5));
+        assert_eq!(a.cpa, Some(5.0));
+        assert_eq!(a.currency, "BRL");
+        let none = crate::ads::DailyCampaign {
+            conversions_milli: 0,
+            currency: Some("USD".into()),
+            ..campaign
+        };
+        let c = AdMetricRecord::daily(first, "meta", "act_1", day, &none, "BRL");
+        assert_eq!((c.cpa, c.currency.as_str()), (None, "USD"));
+    }
 }

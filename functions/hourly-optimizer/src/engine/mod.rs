@@ -119,6 +119,11 @@ impl<P: AdPlatforms, S: OptimizerStore, N: Notifier> Engine<P, S, N> {
         &self.campaigns
     }
 
+    /// The platform clients, for the daily extract's account reports.
+    pub fn platforms(&self) -> &P {
+        &self.platforms
+    }
+
     /// The notifier, for callers that show what was sent (the demo's preview).
     pub fn notifier(&self) -> &N {
         &self.notifier

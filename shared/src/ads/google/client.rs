@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use chrono::NaiveDate;
+
+use crate::ads::DailyCampaign;
 use crate::connector::{ConnectorError, RetryPolicy, Secret};
 use crate::optimizer::Campaign;
 use crate::optimizer::ports::{Change, Observation, Window};
@@ -119,6 +122,36 @@ impl GoogleAdsClient {
             || self.post(&token, &url, &body),
             request::classify,
             |reply| request::parse_search_stream(&reply.body, c.entity_kind),
+        )
+        .await
+    }
+
+    /// The daily extract's report of one account (customer id, digits): every campaign's cost, clicks and
+    /// conversions on `day`, in one `googleAds:searchStream` call (the stream has no pages).
+    pub async fn daily_campaigns(
+        &self,
+        customer_id: &str,
+        day: NaiveDate,
+    ) -> Result<Vec<DailyCampaign>, ConnectorError> {
+        if customer_id.is_empty() || !customer_id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ConnectorError::Permanent {
+                vendor: VENDOR,
+                reason: "not sent: a Google Ads customer id is digits only".into(),
+            });
+        }
+        let url = request::search_stream_url(
+            &self.config.endpoint,
+            &self.config.api_version,
+            customer_id,
+        );
+        let body = request::search_body(&request::daily_campaigns_query(day));
+        let token = self.access_token().await?;
+        crate::ads::call(
+            VENDOR,
+            &self.config.retry,
+            || self.post(&token, &url, &body),
+            request::classify,
+            |reply| request::parse_daily_campaigns(&reply.body),
         )
         .await
     }

@@ -1,9 +1,13 @@
-//! Google Ads REST requests and responses, pure: GAQL metrics queries, mutate bodies, error classification.
+//! Google Ads REST requests and responses, pure: GAQL metrics queries, the daily account report, mutate
+//! bodies, error classification.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use chrono::NaiveDate;
+
+use crate::ads::DailyCampaign;
 use crate::connector::{Outcome, Reply};
 use crate::optimizer::ports::{Change, Observation, Window};
 use crate::optimizer::{EntityKind, Metrics};
@@ -296,6 +300,78 @@ pub fn parse_search_stream(body: &str, kind: EntityKind) -> Result<Observation, 
         bid_strategy: strategy,
         bid_fixed,
     })
+}
+
+/// The daily extract's GAQL report of one account: every campaign with activity on `day` (in the account's
+/// time zone), its cost, clicks and conversions, and the account currency. A campaign without impressions
+/// that day has no row (GAQL leaves zero-metric rows out when metrics are selected).
+pub fn daily_campaigns_query(day: NaiveDate) -> String {
+    let d = day.format("%Y-%m-%d");
+    format!(
+        "SELECT customer.currency_code, campaign.id, segments.date, metrics.cost_micros, \
+         metrics.clicks, metrics.conversions FROM campaign \
+         WHERE segments.date BETWEEN '{d}' AND '{d}'"
+    )
+}
+
+/// Reads the daily report's searchStream batches: one [`DailyCampaign`] per campaign id (rows of one
+/// campaign are summed). A row without `campaign.id` is an unexpected answer.
+pub fn parse_daily_campaigns(body: &str) -> Result<Vec<DailyCampaign>, String> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| format!("searchStream response is not JSON: {e}"))?;
+    let batches = match value {
+        Value::Array(batches) => batches,
+        single @ Value::Object(_) => vec![single],
+        _ => return Err("searchStream response is not an array of batches".into()),
+    };
+    let mut out: Vec<DailyCampaign> = Vec::new();
+    for batch in &batches {
+        let rows = batch
+            .get("results")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for row in rows {
+            let id = row
+                .get("campaign")
+                .and_then(|c| c.get("id"))
+                .and_then(int64)
+                .ok_or("a searchStream row has no campaign.id")?
+                .to_string();
+            let currency = row
+                .get("customer")
+                .and_then(|c| c.get("currencyCode"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let m = row.get("metrics").cloned().unwrap_or(Value::Null);
+            let index = match out.iter().position(|c| c.campaign_id == id) {
+                Some(i) => i,
+                None => {
+                    out.push(DailyCampaign {
+                        campaign_id: id,
+                        ..DailyCampaign::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let c = &mut out[index];
+            c.spend_micros += m.get("costMicros").and_then(int64).unwrap_or(0);
+            c.clicks += m
+                .get("clicks")
+                .and_then(int64)
+                .map(|n| n.max(0) as u64)
+                .unwrap_or(0);
+            c.conversions_milli += m
+                .get("conversions")
+                .and_then(double)
+                .map(|n| (n * 1000.0).round() as i64)
+                .unwrap_or(0);
+            if c.currency.is_none() {
+                c.currency = currency;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A row's `campaign.biddingStrategyType`.
@@ -756,5 +832,50 @@ mod tests {
         assert_eq!(parse_duration("infs"), None);
         assert_eq!(parse_duration("NaNs"), None);
         assert_eq!(parse_duration("-5s"), None);
+    }
+
+    #[test]
+    fn the_daily_report_asks_for_every_campaign_of_one_day_with_the_currency() {
+        let q = daily_campaigns_query(NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
+        assert_eq!(
+            q,
+            "SELECT customer.currency_code, campaign.id, segments.date, metrics.cost_micros, \
+             metrics.clicks, metrics.conversions FROM campaign \
+             WHERE segments.date BETWEEN '2026-11-27' AND '2026-11-27'"
+        );
+        assert!(!q.contains("campaign.id ="), "every campaign, not one: {q}");
+    }
+
+    #[test]
+    fn daily_rows_are_read_per_campaign_across_batches() {
+        let body = r#"[{"results":[
+            {"customer":{"resourceName":"customers/1","currencyCode":"BRL"},"campaign":{"resourceName":"customers/1/campaigns/11","id":"11"},
+             "segments":{"date":"2026-11-27"},"metrics":{"costMicros":"12500000","clicks":"40","conversions":2.5}},
+            {"customer":{"currencyCode":"BRL"},"campaign":{"id":"12"},"segments":{"date":"2026-11-27"},"metrics":{"costMicros":"0","clicks":"3"}}],
+            "fieldMask":"customer.currencyCode,campaign.id,segments.date,metrics.costMicros,metrics.clicks,metrics.conversions","requestId":"r1"},
+            {"results":[{"customer":{"currencyCode":"BRL"},"campaign":{"id":"11"},"metrics":{"costMicros":"500000","clicks":"2","conversions":0.5}}]}]"#;
+        let rows = parse_daily_campaigns(body).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                DailyCampaign {
+                    campaign_id: "11".into(),
+                    spend_micros: 13_000_000,
+                    clicks: 42,
+                    conversions_milli: 3_000,
+                    currency: Some("BRL".into()),
+                },
+                DailyCampaign {
+                    campaign_id: "12".into(),
+                    spend_micros: 0,
+                    clicks: 3,
+                    conversions_milli: 0,
+                    currency: Some("BRL".into()),
+                },
+            ]
+        );
+        assert_eq!(parse_daily_campaigns("[]").unwrap(), vec![]);
+        assert!(parse_daily_campaigns(r#"[{"results":[{"metrics":{}}]}]"#).is_err());
+        assert!(parse_daily_campaigns("<html>").is_err());
     }
 }

@@ -2,6 +2,9 @@
 
 use super::request;
 
+use chrono::NaiveDate;
+
+use crate::ads::DailyCampaign;
 use crate::connector::{ConnectorError, RetryPolicy, Secret};
 use crate::optimizer::Campaign;
 use crate::optimizer::ports::{Change, Observation, Window};
@@ -23,6 +26,9 @@ pub struct MetaClient {
 }
 
 const VENDOR: &str = "meta";
+
+/// Most pages one account insights report may take (500 rows each): 50,000 campaigns a day.
+pub const MAX_INSIGHTS_PAGES: usize = 100;
 
 impl MetaClient {
     /// A client over a shared HTTP client.
@@ -64,6 +70,49 @@ impl MetaClient {
         )
         .await?;
         Ok(request::observation(metrics, adset))
+    }
+
+    /// The daily extract's report of one ad account (`act_<digits>`): every campaign's spend, clicks and
+    /// `conversion_types` actions on `day`, following the `after` cursor page by page. Each page is one
+    /// call through the connector contract (retries, classification, Meta's usage-header waits).
+    pub async fn daily_campaigns(
+        &self,
+        account: &str,
+        day: NaiveDate,
+        conversion_types: &[String],
+    ) -> Result<Vec<DailyCampaign>, ConnectorError> {
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_INSIGHTS_PAGES {
+            let url = request::account_insights_url(
+                &self.config.endpoint,
+                &self.config.api_version,
+                account,
+                day,
+                after.as_deref(),
+            )
+            .map_err(|reason| ConnectorError::Permanent {
+                vendor: VENDOR,
+                reason: format!("not sent: {reason}"),
+            })?;
+            let (page, next) = crate::ads::call(
+                VENDOR,
+                &self.config.retry,
+                || self.http.get(&url).header("authorization", self.bearer()),
+                request::classify,
+                |reply| request::parse_account_insights(&reply.body, conversion_types),
+            )
+            .await?;
+            rows.extend(page);
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(rows),
+            }
+        }
+        Err(ConnectorError::Permanent {
+            vendor: VENDOR,
+            reason: format!("the insights report has more than {MAX_INSIGHTS_PAGES} pages"),
+        })
     }
 
     /// Edits the ad set (or validates the edit). A bid change to an ad set whose strategy has no

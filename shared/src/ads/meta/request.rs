@@ -1,9 +1,13 @@
-//! Meta Marketing API requests and responses, pure: insights, ad set reads and edits, rate-limit signals.
+//! Meta Marketing API requests and responses, pure: insights (per ad set, and per account for the daily
+//! extract), ad set reads and edits, rate-limit signals.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+use chrono::NaiveDate;
+
+use crate::ads::DailyCampaign;
 use crate::connector::{Outcome, Reply};
 use crate::optimizer::ports::{Change, Observation, Window};
 use crate::optimizer::{Metrics, units};
@@ -134,6 +138,113 @@ pub fn parse_insights(body: &str, conversion_types: &[String]) -> Result<Metrics
         m.cpc_micros = Some(m.spend_micros / m.clicks as i64);
     }
     Ok(m)
+}
+
+/// Rows per page of the account insights report.
+pub const ACCOUNT_INSIGHTS_PAGE: u32 = 500;
+
+/// The ad account's path segment, `act_<digits>`, from `act_<digits>` or bare digits; anything else is
+/// refused (it would go into the URL path).
+pub fn ad_account_path(account: &str) -> Result<String, String> {
+    let digits = account
+        .trim()
+        .strip_prefix("act_")
+        .unwrap_or(account.trim());
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err("a Meta ad account id is act_ followed by digits".into());
+    }
+    Ok(format!("act_{digits}"))
+}
+
+/// `GET /act_{id}/insights?level=campaign&fields=campaign_id,spend,clicks,actions,account_currency&
+/// time_range={"since":day,"until":day}&limit=500[&after=cursor]`: every campaign of the account for one
+/// day (in the account's time zone). `after` is the cursor of the page before.
+pub fn account_insights_url(
+    endpoint: &str,
+    version: &str,
+    account: &str,
+    day: NaiveDate,
+    after: Option<&str>,
+) -> Result<String, String> {
+    let account = ad_account_path(account)?;
+    let d = day.format("%Y-%m-%d");
+    let time_range = format!(r#"{{"since":"{d}","until":"{d}"}}"#);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("level", "campaign")
+        .append_pair(
+            "fields",
+            "campaign_id,spend,clicks,actions,account_currency",
+        )
+        .append_pair("time_range", &time_range)
+        .append_pair("limit", &ACCOUNT_INSIGHTS_PAGE.to_string());
+    if let Some(after) = after {
+        query.append_pair("after", after);
+    }
+    Ok(format!(
+        "{}/{account}/insights?{}",
+        base(endpoint, version),
+        query.finish()
+    ))
+}
+
+/// Reads one page of account insights: a [`DailyCampaign`] per row (spend a decimal string in the account
+/// currency, clicks, and the actions whose type is one of `conversion_types`), and the cursor of the next
+/// page when Meta says there is one (`paging.next` present).
+pub fn parse_account_insights(
+    body: &str,
+    conversion_types: &[String],
+) -> Result<(Vec<DailyCampaign>, Option<String>), String> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| format!("insights response is not JSON: {e}"))?;
+    let rows = value
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("insights response has no data array")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let campaign_id = row
+            .get("campaign_id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or("an insights row has no campaign_id")?
+            .to_string();
+        let conversions_milli = row
+            .get("actions")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|a| {
+                let kind = a.get("action_type").and_then(Value::as_str).unwrap_or("");
+                conversion_types.iter().any(|t| t == kind)
+            })
+            .filter_map(|a| a.get("value").and_then(|v| number(v, 3)))
+            .sum();
+        out.push(DailyCampaign {
+            campaign_id,
+            spend_micros: row.get("spend").and_then(|v| number(v, 6)).unwrap_or(0),
+            clicks: row
+                .get("clicks")
+                .and_then(|v| number(v, 0))
+                .map(|c| c.max(0) as u64)
+                .unwrap_or(0),
+            conversions_milli,
+            currency: row
+                .get("account_currency")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
+    }
+    let paging = value.get("paging");
+    let next = paging
+        .filter(|p| p.get("next").and_then(Value::as_str).is_some())
+        .and_then(|p| p.get("cursors"))
+        .and_then(|c| c.get("after"))
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string);
+    Ok((out, next))
 }
 
 /// What an ad set read reports: its bid, status and bid strategy.
@@ -440,5 +551,62 @@ mod tests {
             body: String::new(),
         };
         assert_eq!(usage_wait(&reply), None);
+    }
+
+    #[test]
+    fn account_insights_ask_for_every_campaign_of_one_day() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        let url =
+            account_insights_url("https://graph.facebook.com/", "v25.0", "act_123", day, None)
+                .unwrap();
+        assert_eq!(
+            url,
+            "https://graph.facebook.com/v25.0/act_123/insights?level=campaign\
+             &fields=campaign_id%2Cspend%2Cclicks%2Cactions%2Caccount_currency\
+             &time_range=%7B%22since%22%3A%222026-11-27%22%2C%22until%22%3A%222026-11-27%22%7D&limit=500"
+        );
+        let next = account_insights_url("https://g", "v25.0", "123", day, Some("QVFI+x=")).unwrap();
+        assert!(
+            next.starts_with("https://g/v25.0/act_123/insights?"),
+            "{next}"
+        );
+        assert!(next.ends_with("&after=QVFI%2Bx%3D"), "{next}");
+        for bad in ["", "act_", "act_12/../me", "12 3"] {
+            assert!(
+                account_insights_url("https://g", "v25.0", bad, day, None).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn account_insights_rows_count_the_configured_actions_and_give_the_next_cursor() {
+        let types = vec!["lead".to_string()];
+        let body = r#"{"data":[
+            {"campaign_id":"2385","spend":"12.34","clicks":"30","account_currency":"BRL",
+             "actions":[{"action_type":"lead","value":"3"},{"action_type":"link_click","value":"30"}],
+             "date_start":"2026-11-27","date_stop":"2026-11-27"},
+            {"campaign_id":"2386","spend":"0.5","clicks":"1","account_currency":"BRL","date_start":"2026-11-27","date_stop":"2026-11-27"}],
+            "paging":{"cursors":{"before":"MAZDZD","after":"MjQZD"},"next":"https://graph.facebook.com/v25.0/act_1/insights?after=MjQZD"}}"#;
+        let (rows, next) = parse_account_insights(body, &types).unwrap();
+        assert_eq!(next.as_deref(), Some("MjQZD"));
+        assert_eq!(
+            rows[0],
+            DailyCampaign {
+                campaign_id: "2385".into(),
+                spend_micros: 12_340_000,
+                clicks: 30,
+                conversions_milli: 3_000,
+                currency: Some("BRL".into()),
+            }
+        );
+        assert_eq!(rows[1].conversions_milli, 0);
+        // The last page has cursors but no `next`.
+        let last = r#"{"data":[],"paging":{"cursors":{"before":"MAZDZD","after":"MAZDZD"}}}"#;
+        assert_eq!(
+            parse_account_insights(last, &types).unwrap(),
+            (vec![], None)
+        );
+        assert!(parse_account_insights(r#"{"data":[{"spend":"1"}]}"#, &types).is_err());
     }
 }
