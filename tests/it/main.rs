@@ -6,6 +6,7 @@
 mod audience;
 mod config;
 mod email;
+mod events;
 mod lead_router;
 mod optimizer;
 mod receiver;
