@@ -469,3 +469,38 @@ fn render_event(answer: EventAnswer) -> Response<Body> {
         }
     }
 }
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    fn at(path: &str) -> Result<Route, Answer> {
+        route(
+            &http::Request::builder()
+                .uri(path)
+                .body(Body::Empty)
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn routes_follow_the_trailing_path_segments_whatever_the_prefix() {
+        assert_eq!(at("/leads").ok(), Some(Route::Leads(None)));
+        assert_eq!(at("/leads/").ok(), Some(Route::Leads(None)));
+        assert_eq!(
+            at("/prod/leads/site").ok(),
+            Some(Route::Leads(Some("site".into())))
+        );
+        assert_eq!(at("/events").ok(), Some(Route::Events));
+        assert_eq!(at("/api/v1/events").ok(), Some(Route::Events));
+        // A source named `events` is still a lead source.
+        assert_eq!(
+            at("/leads/events").ok(),
+            Some(Route::Leads(Some("events".into())))
+        );
+        for unknown in ["/", "/event", "/leads/a/b", "/events/x"] {
+            assert_eq!(at(unknown).ok(), Some(Route::Unknown), "{unknown}");
+        }
+        assert!(at("/leads/%3Cscript%3E").is_err());
+    }
+}
