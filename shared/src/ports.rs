@@ -230,3 +230,80 @@ pub trait Redelivery: Send + Sync {
 /// from its receipt, less 15 minutes for the time between the receipt and the request.
 pub const MAX_REDELIVERY_DELAY: std::time::Duration =
     std::time::Duration::from_secs(12 * 3600 - 15 * 60);
+
+/// An e-commerce event the receiver accepted (`POST /events`), as stored before it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The idempotency key: from the `Idempotency-Key` header, the client's `event_id`, or the event's
+    /// own id (then every post is an event of its own).
+    pub key: String,
+    /// The intake id (a ULID), also the queued message's `event_id`.
+    pub event_id: String,
+    /// Hash of what the client sent, to spot a key reused for a different event.
+    pub content_hash: String,
+    /// The queued message (a `fluxo::email::messages::CommerceEvent`), as JSON.
+    pub message: String,
+    /// The keyed fingerprint of the event's email, if it names one: the one trace of the person outside
+    /// the message, so an erasure finds the record.
+    pub email_fp: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// Unix seconds after which the record may be deleted (DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+/// What an earlier request with the same event key left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingEvent {
+    pub event_id: String,
+    pub content_hash: String,
+    pub status: IntakeStatus,
+    /// The message to queue, as stored.
+    pub message: String,
+}
+
+/// Result of an event's conditional create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventCreated {
+    /// The record is new, and this caller holds the enqueue claim.
+    Created,
+    /// A record with this key already exists.
+    Exists(Box<ExistingEvent>),
+}
+
+/// Durable storage of accepted e-commerce events, with the same claim -> queue -> mark protocol as
+/// [`IntakeStore`]: a conditional create, an enqueue claim, and the sparse index the sweep reads.
+pub trait EventStore: Send + Sync {
+    /// Creates the record only if none has the same key; otherwise answers the record that is there.
+    /// The creator holds the enqueue claim until `claim_until`. On an error nothing was stored.
+    fn create(
+        &self,
+        record: &EventRecord,
+        claim_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<EventCreated, StoreError>> + Send;
+
+    /// Reads a record by its key.
+    fn load(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ExistingEvent>, StoreError>> + Send;
+
+    /// Up to `limit` records still not queued, oldest first.
+    fn unqueued(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingIntake>, StoreError>> + Send;
+
+    /// Takes the enqueue claim of a record not yet queued, if nobody holds an unexpired one.
+    fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks the record as queued and drops the claim.
+    fn mark_queued(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Drops the claim after a failed send, so that a retry can take it at once.
+    fn release_claim(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

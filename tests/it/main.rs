@@ -7,6 +7,7 @@ mod audience;
 mod config;
 mod effects;
 mod email;
+mod events;
 mod extract;
 mod lead_router;
 mod optimizer;

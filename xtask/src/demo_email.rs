@@ -1,6 +1,6 @@
 //! Demo step for email-trigger: the seed lead's sequence (skipped without consent, enrolled once a new
-//! submission grants it, with the exact dry-run requests), then a product view turning into a throttled
-//! recommendation trigger.
+//! submission grants it, with the exact dry-run requests), then product views posted to `POST /events`
+//! turning into a throttled recommendation trigger.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -118,13 +118,30 @@ fn print_requests(detail: Option<&str>) -> usize {
     n
 }
 
-async fn queue_email_message(ctx: &DemoContext<'_>, body: &Value) -> Result<()> {
-    ctx.sqs
-        .send_message()
-        .queue_url(&ctx.stack.info.queue("EmailQueue")?.url)
-        .message_body(body.to_string())
+/// Posts one product view to the receiver's `POST /events`, as a shop would, and prints the answer.
+async fn post_view(
+    ctx: &DemoContext<'_>,
+    email: &str,
+    id: &str,
+    name: &str,
+    price: f64,
+) -> Result<()> {
+    let body = json!({"event": "product_viewed", "email": email,
+                      "product": {"id": id, "name": name, "url": format!("https://loja.example/p/{id}"),
+                                  "image_url": format!("https://loja.example/img/{id}.jpg"),
+                                  "price": price, "currency": "BRL", "category": "software"}});
+    let response = ctx
+        .http
+        .post(format!("{}/events", ctx.stack.api_url))
+        .json(&body)
         .send()
         .await?;
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or_default();
+    println!("  ← POST /events ({id}): {status} {answer}");
+    if status != 202 {
+        bail!("POST /events answered {status}: {answer}");
+    }
     Ok(())
 }
 
@@ -164,16 +181,6 @@ async fn close_window(ctx: &DemoContext<'_>, profile_key: &str) -> Result<Value>
     Ok(json!(window_id))
 }
 
-fn view(email: &str, id: &str, name: &str, price: f64) -> Value {
-    json!({"version": 1, "kind": "commerce.product_viewed",
-           "event_id": format!("demo-{id}-{}", chrono::Utc::now().timestamp_millis()),
-           "email": email,
-           "products": [{"id": id, "name": name, "url": format!("https://loja.example/p/{id}"),
-                         "image_url": format!("https://loja.example/img/{id}.jpg"),
-                         "price": price, "currency": "BRL", "category": "software"}],
-           "occurred_at": chrono::Utc::now().to_rfc3339()})
-}
-
 /// The step.
 pub async fn show_email(ctx: &mut DemoContext<'_>) -> Result<()> {
     let email = seed_email()?;
@@ -210,11 +217,9 @@ pub async fn show_email(ctx: &mut DemoContext<'_>) -> Result<()> {
         bail!("the enrollment recorded no dry-run request");
     }
 
-    println!(
-        "\n  → a product view for the same person (queued as an e-commerce event; POST /events is not built yet)"
-    );
-    queue_email_message(ctx, &view(&email, "sw-a-pro", "Software A Pro", 499.0)).await?;
-    queue_email_message(ctx, &view(&email, "sw-a-cloud", "Software A Cloud", 99.9)).await?;
+    println!("\n  → the shop posts two product views for the same person to POST /events");
+    post_view(ctx, &email, "sw-a-pro", "Software A Pro", 499.0).await?;
+    post_view(ctx, &email, "sw-a-cloud", "Software A Cloud", 99.9).await?;
     println!(
         "    views are gathered for window_secs (900 in the demo config); the demo closes the window now"
     );
@@ -241,7 +246,7 @@ pub async fn show_email(ctx: &mut DemoContext<'_>) -> Result<()> {
         .expression_attribute_values(":past", AttributeValue::N("0".into()))
         .send()
         .await?;
-    queue_email_message(ctx, &view(&email, "sw-b", "Software B", 199.0)).await?;
+    post_view(ctx, &email, "sw-b", "Software B", 199.0).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let second = close_window(ctx, &profile_key).await?;
     if second == window {

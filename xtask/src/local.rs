@@ -394,7 +394,7 @@ impl RunningStack {
     pub fn print_urls(&self) {
         println!();
         println!(
-            "  API          {}/leads   (and /leads/{{source}})",
+            "  API          {}/leads   (and /leads/{{source}}, /events)",
             self.api_url
         );
         println!(

@@ -38,7 +38,7 @@ use crate::template::{
 pub const ENV_STACK: &str = "FLUXO_IT_STACK";
 /// The local AWS endpoint (moto), e.g. `http://127.0.0.1:4566`.
 pub const ENV_AWS_ENDPOINT: &str = "FLUXO_IT_AWS_ENDPOINT";
-/// The local API base URL (cargo lambda watch), e.g. `http://127.0.0.1:9000`; routes are `/leads`, `/leads/{source}`.
+/// The local API base URL (cargo lambda watch), e.g. `http://127.0.0.1:9000`; routes are `/leads`, `/leads/{source}`, `/events`.
 pub const ENV_API_URL: &str = "FLUXO_IT_API_URL";
 /// The Lambda invoke API base URL (same server as the API).
 pub const ENV_INVOKE_URL: &str = "FLUXO_IT_INVOKE_URL";

@@ -9,14 +9,15 @@ use fluxo::envelope::LeadEnvelope;
 use fluxo::idempotency;
 use fluxo::observability;
 use fluxo::ports::{
-    Clock, CreateOutcome, DedupWindow, IntakeRecord, IntakeStatus, IntakeStore, LeadQueue,
-    Randomness, RawRequest, StoreError,
+    Clock, CreateOutcome, DedupWindow, EventStore, IntakeRecord, IntakeStatus, IntakeStore,
+    LeadQueue, MessageQueue, Randomness, RawRequest, StoreError,
 };
 use http::StatusCode;
 
 use fluxo::sources::ports::{NoticeInbox, ReplayGuard};
 
 use crate::body::{self, BodyError};
+use crate::events::{EventPorts, NoEvents};
 use crate::setup::Settings;
 use crate::sources::NoSourceStore;
 
@@ -41,6 +42,12 @@ pub struct SweepReport {
     /// Leads still not queued after this sweep that were received longer than `UNQUEUED_ALERT_SECS`
     /// ago (the `LeadsUnqueued` metric).
     pub overdue: usize,
+    /// Stored e-commerce events (`POST /events`) not yet on the email queue that the sweep looked at.
+    pub events_found: usize,
+    /// Of those, the ones it queued now.
+    pub events_queued: usize,
+    /// Events still not queued received longer than `UNQUEUED_ALERT_SECS` ago (`EventsUnqueued`).
+    pub events_overdue: usize,
 }
 
 /// Header names that may carry secrets; they are never stored with the raw request.
@@ -55,8 +62,9 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
 }
 
 /// The receiver and the ports it writes through. Built once at cold start. `P` keeps the signed
-/// sources' replay markers and lead-ad notices ([`NoSourceStore`] when none is wired).
-pub struct Receiver<S, Q, C, R, P = NoSourceStore> {
+/// sources' replay markers and lead-ad notices ([`NoSourceStore`] when none is wired); `E` holds the
+/// e-commerce events' store and the email queue ([`EventPorts`], of [`NoEvents`] when none is wired).
+pub struct Receiver<S, Q, C, R, P = NoSourceStore, E = EventPorts<NoEvents, NoEvents>> {
     pub(crate) settings: Settings,
     pub(crate) intake: IntakeSettings,
     pub(crate) store: S,
@@ -64,6 +72,7 @@ pub struct Receiver<S, Q, C, R, P = NoSourceStore> {
     pub(crate) clock: C,
     pub(crate) random: R,
     pub(crate) source_store: P,
+    pub(crate) events: E,
 }
 
 /// A request as the pipeline sees it: no HTTP types, only what it stores and reads.
@@ -139,6 +148,10 @@ where
             clock,
             random,
             source_store: NoSourceStore,
+            events: EventPorts {
+                store: NoEvents,
+                queue: NoEvents,
+            },
         }
     }
 
@@ -155,17 +168,44 @@ where
             clock: self.clock,
             random: self.random,
             source_store,
+            events: self.events,
         }
     }
 }
 
-impl<S, Q, C, R, P> Receiver<S, Q, C, R, P>
+impl<S, Q, C, R, P> Receiver<S, Q, C, R, P> {
+    /// Adds the e-commerce events' store and the email queue `POST /events` writes to.
+    pub fn with_events<St, Mq>(
+        self,
+        store: St,
+        queue: Mq,
+    ) -> Receiver<S, Q, C, R, P, EventPorts<St, Mq>>
+    where
+        St: EventStore,
+        Mq: MessageQueue,
+    {
+        Receiver {
+            settings: self.settings,
+            intake: self.intake,
+            store: self.store,
+            queue: self.queue,
+            clock: self.clock,
+            random: self.random,
+            source_store: self.source_store,
+            events: EventPorts { store, queue },
+        }
+    }
+}
+
+impl<S, Q, C, R, P, ES, EQ> Receiver<S, Q, C, R, P, EventPorts<ES, EQ>>
 where
     S: IntakeStore,
     Q: LeadQueue,
     C: Clock,
     R: Randomness,
     P: ReplayGuard + NoticeInbox,
+    ES: EventStore,
+    EQ: MessageQueue,
 {
     /// Decodes and normalizes a form's body. `Err` is the answer for a body that is refused.
     pub(crate) async fn parse_form(
@@ -415,14 +455,38 @@ where
                 }
             };
         }
+        // Events have their own records and queue; a failure there does not hold the leads back.
+        match self.sweep_events(now, claim_until, overdue_since).await {
+            Ok((found, queued, overdue)) => {
+                report.events_found = found;
+                report.events_queued = queued;
+                report.events_overdue = overdue;
+            }
+            Err(e) => tracing::error!(error = %e, "sweeping stored events failed"),
+        }
+        observability::count(
+            NAMESPACE,
+            FUNCTION,
+            "EventsSwept",
+            report.events_queued as u64,
+        );
+        observability::count(
+            NAMESPACE,
+            FUNCTION,
+            "EventsUnqueued",
+            report.events_overdue as u64,
+        );
         observability::count(NAMESPACE, FUNCTION, "LeadsSwept", report.queued as u64);
         observability::count(NAMESPACE, FUNCTION, "LeadsUnqueued", report.overdue as u64);
-        if report.found > 0 {
+        if report.found > 0 || report.events_found > 0 {
             tracing::info!(
                 found = report.found,
                 queued = report.queued,
                 overdue = report.overdue,
-                "sweep of stored leads"
+                events_found = report.events_found,
+                events_queued = report.events_queued,
+                events_overdue = report.events_overdue,
+                "sweep of stored leads and events"
             );
         }
         Ok(report)

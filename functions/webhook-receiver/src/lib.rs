@@ -1,8 +1,9 @@
-//! webhook-receiver: accepts leads over HTTP, stores each one durably and queues it for the lead-router;
-//! a scheduled sweep queues any stored lead its request could not queue.
+//! webhook-receiver: accepts leads (`POST /leads[/{source}]`) and e-commerce events (`POST /events`)
+//! over HTTP, stores each one durably and queues it (leads for the lead-router, events for
+//! email-trigger); a scheduled sweep queues any stored lead or event its request could not queue.
 //!
 //! `setup` (cold start) -> `handler` (per invocation: HTTP or schedule) -> `web` (routing, CORS,
-//! rendering) -> `intake` (the pipeline and the sweep).
+//! rendering) -> `intake` (the lead pipeline and the sweep) and `events` (the event pipeline).
 
 // The HTTP entry nests the adapter, the live config, the sources, the intake pipeline and the
 // analytics flush in one future.
@@ -10,6 +11,7 @@
 
 pub mod body;
 pub mod cors;
+pub mod events;
 pub mod handler;
 pub mod intake;
 pub mod response;

@@ -19,6 +19,13 @@ pub struct AcceptedBody<'a> {
     pub status: &'static str,
 }
 
+/// The success body of `POST /events`: `{"event_id": "...", "status": "accepted"}`.
+#[derive(Debug, Serialize)]
+pub struct EventAcceptedBody<'a> {
+    pub event_id: &'a str,
+    pub status: &'static str,
+}
+
 /// A response with a status, a body and no headers yet.
 pub fn with_body(status: StatusCode, body: Body) -> Response<Body> {
     let mut response = Response::new(body);

@@ -1,8 +1,9 @@
 //! Cold start: the receiver's settings from the environment, every client (AWS SDK config, secrets,
-//! DynamoDB, SQS), and the receiver built from them.
+//! DynamoDB, SQS: the leads queue and the email queue), and the receiver built from them.
 
+use fluxo::adapters::dynamodb::{DynamoEventStore, DynamoIntakeStore};
 use fluxo::adapters::sources::DynamoSources;
-use fluxo::adapters::{dynamodb::DynamoIntakeStore, load_aws_config, sqs::SqsQueue};
+use fluxo::adapters::{load_aws_config, sqs::SqsQueue};
 use fluxo::config::live::{LiveConfig, StartError};
 use fluxo::config::source::{ConfigSource, Location, SourceError};
 use fluxo::ports::{SystemClock, ThreadRandomness};
@@ -10,13 +11,20 @@ use fluxo::secrets::SecretStore;
 use fluxo::settings::{self, Env, SettingError, Source};
 
 use crate::cors::{AllowedOrigins, RedirectTarget};
+use crate::events::EventPorts;
 use crate::intake::Receiver;
 use crate::sources::{Sources, SourcesError};
 
 /// The receiver as deployed: DynamoDB intake records and source records, the SQS leads queue, the
-/// wall clock.
-pub type LiveReceiver =
-    Receiver<DynamoIntakeStore, SqsQueue, SystemClock, ThreadRandomness, DynamoSources>;
+/// e-commerce events' records and the SQS email queue, the wall clock.
+pub type LiveReceiver = Receiver<
+    DynamoIntakeStore,
+    SqsQueue,
+    SystemClock,
+    ThreadRandomness,
+    DynamoSources,
+    EventPorts<DynamoEventStore, SqsQueue>,
+>;
 
 /// Everything built at cold start: the receiver, the secret store, and the sources of the current
 /// config version (re-read from the config bucket at most once a minute).
@@ -55,8 +63,17 @@ pub async fn start() -> Result<Live, SetupError> {
     let store = DynamoIntakeStore::from_sdk_config(&aws, &settings.leads_table);
     let source_store = DynamoSources::from_sdk_config(&aws, &settings.leads_table);
     let queue = SqsQueue::from_sdk_config(&aws, &settings.leads_queue_url);
+    let email_queue_url = settings
+        .email_queue_url
+        .clone()
+        .ok_or(SettingError::Missing {
+            name: "EMAIL_QUEUE_URL",
+        })?;
+    let events = DynamoEventStore::from_sdk_config(&aws, &settings.leads_table);
+    let email_queue = SqsQueue::from_sdk_config(&aws, email_queue_url);
     let receiver = Receiver::new(settings, store, queue, SystemClock, ThreadRandomness)
-        .with_source_store(source_store);
+        .with_source_store(source_store)
+        .with_events(events, email_queue);
     Ok(Live {
         receiver,
         secrets,
@@ -76,6 +93,10 @@ pub struct Settings {
     pub leads_table: String,
     /// `LEADS_QUEUE_URL`: the SQS leads queue.
     pub leads_queue_url: String,
+    /// `EMAIL_QUEUE_URL`: the SQS email queue `POST /events` sends e-commerce events to. Required by the
+    /// deployed function ([`start`] fails without it); optional here so that lead-only set-ups (unit
+    /// tests) can build settings without it.
+    pub email_queue_url: Option<String>,
     /// `MAX_BODY_BYTES`: larger bodies get 413. Default 64 KiB, at most [`MAX_BODY_BYTES_LIMIT`].
     pub max_body_bytes: usize,
     /// `HONEYPOT_FIELD`: the field bots fill in. Default `_gotcha`.
@@ -141,6 +162,7 @@ impl Settings {
         Ok(Settings {
             leads_table: settings::required(src, "LEADS_TABLE")?,
             leads_queue_url: settings::required(src, "LEADS_QUEUE_URL")?,
+            email_queue_url: settings::optional(src, "EMAIL_QUEUE_URL")?,
             max_body_bytes,
             honeypot_field: fluxo::domain::intake::normalize_key(
                 &settings::optional(src, "HONEYPOT_FIELD")?.unwrap_or_else(|| "_gotcha".into()),

@@ -10,7 +10,9 @@ use fluxo::config::sources::SourceConfig;
 use fluxo::connector::{Deadline, RetryPolicy, Secret};
 use fluxo::domain::LeadId;
 use fluxo::observability;
-use fluxo::ports::{Clock, IntakeStore, LeadQueue, Randomness, StoreError};
+use fluxo::ports::{
+    Clock, EventStore, IntakeStore, LeadQueue, MessageQueue, Randomness, StoreError,
+};
 use fluxo::secrets::{SecretError, SecretStore};
 use fluxo::sources::meta_lead_ads::client::{FetchError, GraphClient};
 use fluxo::sources::meta_lead_ads::config::MetaLeadAdsConfig;
@@ -22,6 +24,7 @@ use fluxo::sources::{
 };
 use http::StatusCode;
 
+use crate::events::EventPorts;
 use crate::intake::{Answer, Candidate, FUNCTION, Inbound, NAMESPACE, Receiver};
 
 /// Most lead-ad notices one sweep fetches; the next sweep takes the rest, oldest first.
@@ -345,13 +348,15 @@ fn platform_key(source: &str, platform_id: &str) -> String {
     fluxo::idempotency::key_of("fluxo.source.lead.v1", &[source, platform_id])
 }
 
-impl<S, Q, C, R, P> Receiver<S, Q, C, R, P>
+impl<S, Q, C, R, P, ES, EQ> Receiver<S, Q, C, R, P, EventPorts<ES, EQ>>
 where
     S: IntakeStore,
     Q: LeadQueue,
     C: Clock,
     R: Randomness,
     P: ReplayGuard + NoticeInbox,
+    ES: EventStore,
+    EQ: MessageQueue,
 {
     /// A signed source's `POST`: verify over the raw bytes, then map and store. Nothing is stored for a
     /// request that fails verification.

@@ -1,18 +1,21 @@
 //! HTTP concerns of the receiver: routing, CORS, method checks, redirects and rendering. The intake
 //! pipeline itself (`intake.rs`) never sees an HTTP type.
 //!
-//! Routing lives in [`Receiver::handle`]: one `match` on the path, one arm per route.
+//! Routing lives in [`Receiver::handle_with`]: one `match` on the path's trailing segments, one arm per
+//! route, so a stage or base-path prefix in front of `/leads` or `/events` does not matter. CORS,
+//! preflight, method checks, origin rejection and response hardening are the same for every route.
 
 use fluxo::domain::intake::FieldProblem;
 use fluxo::observability;
-use fluxo::ports::{Clock, IntakeStore, LeadQueue, Randomness};
+use fluxo::ports::{Clock, EventStore, IntakeStore, LeadQueue, MessageQueue, Randomness};
 use fluxo::sources::ports::{NoticeInbox, ReplayGuard};
 use http::{HeaderMap, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::cors::{Origin, RedirectTarget};
+use crate::events::{EventAnswer, EventPorts};
 use crate::intake::{Answer, FUNCTION, Inbound, NAMESPACE, Receiver, is_secret_header};
-use crate::response::{self, AcceptedBody};
+use crate::response::{self, AcceptedBody, EventAcceptedBody};
 use crate::sources::{SignedAnswer, Source, Sources};
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -24,15 +27,21 @@ const ALLOWED_HEADERS: &str = "content-type, idempotency-key";
 enum Route {
     /// `/leads` and `/leads/{source}`: the validated source, `None` for `/leads`.
     Leads(Option<String>),
+    /// `/events`: e-commerce events.
+    Events,
+    /// Any other path: `404`.
+    Unknown,
 }
 
-impl<S, Q, C, R, P> Receiver<S, Q, C, R, P>
+impl<S, Q, C, R, P, ES, EQ> Receiver<S, Q, C, R, P, EventPorts<ES, EQ>>
 where
     S: IntakeStore,
     Q: LeadQueue,
     C: Clock,
     R: Randomness,
     P: ReplayGuard + NoticeInbox,
+    ES: EventStore,
+    EQ: MessageQueue,
 {
     /// Handles one HTTP request with no signed source configured: every `/leads/{name}` is a form.
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -41,11 +50,12 @@ where
 
     /// Handles one HTTP request. Never fails: every outcome is an HTTP answer.
     pub async fn handle_with(&self, request: Request, sources: &Sources) -> Response<Body> {
-        let signed = match route(&request) {
+        let route = route(&request);
+        let signed = match &route {
             Ok(Route::Leads(Some(name))) => sources
-                .get(&name)
+                .get(name)
                 .filter(|s| !matches!(s, Source::Form))
-                .map(|s| (name, s)),
+                .map(|s| (name.clone(), s)),
             _ => None,
         };
         if let Some((name, source)) = signed {
@@ -63,7 +73,13 @@ where
             _ => None,
         };
 
-        let mut response = if request.method() == Method::OPTIONS {
+        let mut response = if matches!(route, Ok(Route::Unknown)) {
+            response::error(
+                StatusCode::NOT_FOUND,
+                "not found; the receiver serves POST /leads, POST /leads/{source} and POST /events",
+                &[],
+            )
+        } else if request.method() == Method::OPTIONS {
             self.preflight(allowed_origin.is_some(), origin.is_some())
         } else if request.method() != Method::POST {
             let mut r = response::error(
@@ -80,9 +96,12 @@ where
             observability::count(NAMESPACE, FUNCTION, "OriginRejected", 1);
             response::error(StatusCode::FORBIDDEN, "origin not allowed", &[])
         } else {
-            match route(&request) {
+            match route {
                 Err(answer) => render(answer, None, false),
                 Ok(Route::Leads(source)) => self.post_form(&request, source).await,
+                Ok(Route::Events) => render_event(self.post_event(&inbound(&request, None)).await),
+                // Answered above.
+                Ok(Route::Unknown) => response::error(StatusCode::NOT_FOUND, "not found", &[]),
             }
         };
 
@@ -368,45 +387,120 @@ fn accepts_html(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.to_ascii_lowercase().contains("text/html"))
 }
 
-/// Which route a request is for. `/leads/{source}` with an invalid segment is a `400`.
+/// Which route a request is for, by the path's trailing segments (`.../leads`, `.../leads/{source}`,
+/// `.../events`): the same in API Gateway (with or without a stage in the path) and locally.
+/// `/leads/{source}` with an invalid segment is a `400`.
 fn route(request: &Request) -> Result<Route, Answer> {
-    endpoint_source(request).map(Route::Leads)
+    let raw = request.raw_http_path();
+    let path = if raw.is_empty() {
+        request.uri().path()
+    } else {
+        raw
+    };
+    let mut segments = path.trim_end_matches('/').rsplit('/');
+    let last = segments.next().unwrap_or_default();
+    let before = segments.next();
+    if before == Some("leads") {
+        return valid_source(last).map(|s| Route::Leads(Some(s)));
+    }
+    Ok(match last {
+        "leads" => Route::Leads(None),
+        "events" => Route::Events,
+        _ => Route::Unknown,
+    })
 }
 
-/// The `{source}` path segment, validated: `None` for `/leads`.
-fn endpoint_source(request: &Request) -> Result<Option<String>, Answer> {
-    let from_params = request
-        .path_parameters()
-        .first("source")
-        .map(str::to_string);
-    let source = from_params.or_else(|| {
-        // Local emulators may not fill path parameters; read the raw path instead.
-        let raw = request.raw_http_path();
-        let path = if raw.is_empty() {
-            request.uri().path()
-        } else {
-            raw
-        };
-        let mut segments = path.trim_end_matches('/').rsplit('/');
-        let last = segments.next()?;
-        (segments.next() == Some("leads")).then(|| last.to_string())
-    });
-    match source {
-        None => Ok(None),
-        Some(s)
-            if (1..=64).contains(&s.len())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-        {
-            Ok(Some(s))
+/// The `{source}` path segment, validated.
+fn valid_source(segment: &str) -> Result<String, Answer> {
+    if (1..=64).contains(&segment.len())
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Ok(segment.to_string());
+    }
+    Err(Answer::Rejected {
+        status: StatusCode::BAD_REQUEST,
+        message: "invalid source".into(),
+        fields: vec![FieldProblem {
+            field: "source".into(),
+            problem: "the path segment must be 1 to 64 letters, digits, '-' or '_'".into(),
+        }],
+    })
+}
+
+/// Turns an event answer into a response: `202 {"event_id", "status"}`, a `4xx` naming the problems,
+/// or a `503` (nothing stored).
+fn render_event(answer: EventAnswer) -> Response<Body> {
+    match answer {
+        EventAnswer::Accepted { event_id, replayed } => {
+            let mut r = response::json(
+                StatusCode::ACCEPTED,
+                &EventAcceptedBody {
+                    event_id: &event_id,
+                    status: "accepted",
+                },
+            );
+            if replayed {
+                response::set(
+                    &mut r,
+                    http::HeaderName::from_static("idempotent-replayed"),
+                    "true",
+                );
+            }
+            r
         }
-        Some(_) => Err(Answer::Rejected {
-            status: StatusCode::BAD_REQUEST,
-            message: "invalid source".into(),
-            fields: vec![FieldProblem {
-                field: "source".into(),
-                problem: "the path segment must be 1 to 64 letters, digits, '-' or '_'".into(),
-            }],
-        }),
+        EventAnswer::Refused(Answer::Rejected {
+            status,
+            message,
+            fields,
+        }) => {
+            observability::count(NAMESPACE, FUNCTION, "EventRejected", 1);
+            response::error(status, &message, &fields)
+        }
+        EventAnswer::Refused(_) => {
+            let mut r = response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event could not be stored; nothing was kept; retry the same request",
+                &[],
+            );
+            response::set(&mut r, header::RETRY_AFTER, "1");
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    fn at(path: &str) -> Result<Route, Answer> {
+        route(
+            &http::Request::builder()
+                .uri(path)
+                .body(Body::Empty)
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn routes_follow_the_trailing_path_segments_whatever_the_prefix() {
+        assert_eq!(at("/leads").ok(), Some(Route::Leads(None)));
+        assert_eq!(at("/leads/").ok(), Some(Route::Leads(None)));
+        assert_eq!(
+            at("/prod/leads/site").ok(),
+            Some(Route::Leads(Some("site".into())))
+        );
+        assert_eq!(at("/events").ok(), Some(Route::Events));
+        assert_eq!(at("/api/v1/events").ok(), Some(Route::Events));
+        // A source named `events` is still a lead source.
+        assert_eq!(
+            at("/leads/events").ok(),
+            Some(Route::Leads(Some("events".into())))
+        );
+        for unknown in ["/", "/event", "/leads/a/b", "/events/x"] {
+            assert_eq!(at(unknown).ok(), Some(Route::Unknown), "{unknown}");
+        }
+        assert!(at("/leads/%3Cscript%3E").is_err());
     }
 }
