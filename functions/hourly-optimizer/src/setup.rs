@@ -10,7 +10,7 @@ use fluxo::ads::Platforms;
 use fluxo::ads::generic::{GenericClient, GenericConfig};
 use fluxo::ads::google::{GoogleAdsClient, GoogleAdsConfig, GoogleAdsSettings, GoogleAuth};
 use fluxo::ads::meta::{MetaClient, MetaConfig};
-use fluxo::config::source::{ConfigSource, Location, SourceError};
+use fluxo::config::source::{ConfigSource, SourceError};
 use fluxo::config::{ConfigError, LoadedConfig};
 use fluxo::connector::{RetryPolicy, Secret, http_client};
 use fluxo::domain::fingerprint::FingerprintSetupError;
@@ -58,15 +58,14 @@ pub struct ColdStart {
 /// Settings, the AWS config and every client, once per cold start; the fingerprint key installed. A bad
 /// setting fails here, by name. Returns the clients and the config source (`LiveConfig` takes it over).
 pub async fn cold_start() -> Result<(ColdStart, ConfigSource), SetupError> {
-    let settings = Settings::from_env()?;
-    let aws = fluxo::adapters::load_aws_config().await;
-    let secret_store = SecretStore::from_sdk_config(&aws);
-    fluxo::analytics::install_queue("hourly-optimizer", &aws);
-    fluxo::domain::fingerprint::install_from(&secret_store).await?;
-    let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
+    let (cold, source) = fluxo::lambda::Start::new("hourly-optimizer")
+        .with_analytics()
+        .with_fingerprint()
+        .run(Settings::from_env)
+        .await?;
     let cold = ColdStart {
-        store: DynamoOptimizerStore::from_sdk_config(&aws, settings.table),
-        secrets: secret_store,
+        store: DynamoOptimizerStore::from_sdk_config(&cold.sdk_config, cold.settings.table),
+        secrets: cold.secrets,
     };
     Ok((cold, source))
 }
@@ -88,6 +87,8 @@ impl ColdStart {
 /// A cold-start failure; each names the setting, file field or secret at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[error(transparent)]
+    ColdStart(#[from] fluxo::lambda::ColdStartError),
     #[error(transparent)]
     Setting(#[from] SettingError),
     #[error(transparent)]

@@ -3,9 +3,9 @@
 
 use fluxo::adapters::dynamodb::{DynamoEventStore, DynamoIntakeStore};
 use fluxo::adapters::sources::DynamoSources;
-use fluxo::adapters::{load_aws_config, sqs::SqsQueue};
+use fluxo::adapters::sqs::SqsQueue;
 use fluxo::config::live::{LiveConfig, StartError};
-use fluxo::config::source::{ConfigSource, Location, SourceError};
+use fluxo::config::source::SourceError;
 use fluxo::ports::{SystemClock, ThreadRandomness};
 use fluxo::secrets::SecretStore;
 use fluxo::settings::{self, Env, SettingError, Source};
@@ -38,6 +38,8 @@ pub struct Live {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
+    ColdStart(#[from] fluxo::lambda::ColdStartError),
+    #[error(transparent)]
     Setting(#[from] SettingError),
     #[error(transparent)]
     Fingerprint(#[from] fluxo::domain::fingerprint::FingerprintSetupError),
@@ -50,12 +52,16 @@ pub enum SetupError {
 /// Everything a cold start does: settings, the AWS clients, the fingerprint key, the config (its
 /// `[[sources]]`, secrets resolved) and the receiver. A bad setting, config or secret fails here, by name.
 pub async fn start() -> Result<Live, SetupError> {
-    let settings = Settings::from_env()?;
-    let aws = load_aws_config().await;
-    let secrets = SecretStore::from_sdk_config(&aws);
-    fluxo::domain::fingerprint::install_from(&secrets).await?;
-    fluxo::analytics::install_queue("webhook-receiver", &aws);
-    let config = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &aws)?;
+    let (cold, config) = fluxo::lambda::Start::new("webhook-receiver")
+        .with_fingerprint()
+        .with_analytics()
+        .run(Settings::from_env)
+        .await?;
+    let fluxo::lambda::ColdStart {
+        settings,
+        sdk_config: aws,
+        secrets,
+    } = cold;
     let sources = LiveConfig::start(config, "webhook-receiver", |loaded| {
         crate::sources::build_owned(&secrets, loaded)
     })
