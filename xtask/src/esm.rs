@@ -301,7 +301,8 @@ pub async fn poll_once(
     deliver(sqs, http, invoke_base, m, batch).await
 }
 
-async fn receive(
+/// One `ReceiveMessage` of up to `max` messages (1 to 10), waiting up to `wait_secs`.
+pub async fn receive(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
     max: u32,

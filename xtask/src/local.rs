@@ -182,29 +182,43 @@ pub fn local_report_token() -> String {
 /// The fingerprint key of every local stack that is not given one: local data is not secret.
 const LOCAL_FINGERPRINT_KEY: &str = "fluxo-local-stack-fingerprint-key";
 
-/// Starts moto, provisions the template, builds and serves the functions, and starts the event-source mapping.
-pub async fn start(opts: StackOptions) -> Result<RunningStack> {
+/// The AWS half of the local stack: moto with the template's tables, queues and buckets, and the config
+/// pushed. `cargo xtask bench` runs the release binaries against it directly, without watch.
+#[derive(Debug)]
+pub struct AwsStack {
+    pub moto_url: String,
+    pub sdk: SdkConfig,
+    pub info: StackInfo,
+    pub template: Template,
+    pub stack_file: PathBuf,
+    /// The functions' environment (the union of the template's, plus the local AWS settings).
+    pub env: BTreeMap<String, String>,
+    pub moto: Guard,
+    pub logs: Vec<PathBuf>,
+}
+
+/// Starts moto, provisions the template and pushes `config` (if any), as [`start`] does before watch.
+pub async fn start_aws(
+    moto_port: PortChoice,
+    config: Option<&Path>,
+    parameters: &BTreeMap<String, String>,
+    label: &str,
+) -> Result<AwsStack> {
     let root = paths::root();
     let logs_dir = paths::state_dir().join("logs");
     std::fs::create_dir_all(&logs_dir)?;
     let template = Template::load(&paths::template())?;
-    if let Some(c) = &opts.config
+    if let Some(c) = config
         && !c.exists()
     {
         bail!("config file {} does not exist", c.display());
     }
-
-    let moto_port = opts.moto_port.pick("moto")?;
-    let api_port = opts.api_port.pick("cargo lambda watch")?;
-    if moto_port == api_port {
-        bail!("moto and the API need different ports");
-    }
+    let moto_port = moto_port.pick("moto")?;
     let moto_url = format!("http://127.0.0.1:{moto_port}");
-    let api_url = format!("http://127.0.0.1:{api_port}");
     let mut logs = Vec::new();
 
     println!("▶ Starting moto on {moto_url}");
-    let moto_log = logs_dir.join(format!("moto-{}.log", opts.label));
+    let moto_log = logs_dir.join(format!("moto-{label}.log"));
     let (out, err) = output_to(false, &moto_log)?;
     logs.push(moto_log);
     let mut moto = Guard::spawn(
@@ -235,8 +249,8 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
     for (id, name) in &info.buckets {
         println!("  ✓ bucket {id}: {name}");
     }
-    if let Some(config) = &opts.config {
-        let object = crate::deploy::local_object(&info, &template, &opts.parameters)?;
+    if let Some(config) = config {
+        let object = crate::deploy::local_object(&info, &template, parameters)?;
         let (version, _) = crate::deploy::push(&sdk, &object, config).await?;
         println!(
             "  ✓ config {} pushed to s3://{}/{} (version {version})",
@@ -245,12 +259,51 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
             object.key
         );
     }
-    let stack_file = paths::state_dir().join(format!("stack-{}.json", opts.label));
+    let stack_file = paths::state_dir().join(format!("stack-{label}.json"));
     info.save(&stack_file)?;
+    let env = function_environment(&template, &info, parameters, &moto_url)?;
+    Ok(AwsStack {
+        moto_url,
+        sdk,
+        info,
+        template,
+        stack_file,
+        env,
+        moto,
+        logs,
+    })
+}
+
+/// Starts moto, provisions the template, builds and serves the functions, and starts the event-source mapping.
+pub async fn start(opts: StackOptions) -> Result<RunningStack> {
+    let root = paths::root();
+    let moto_port = opts.moto_port.pick("moto")?;
+    let api_port = opts.api_port.pick("cargo lambda watch")?;
+    if moto_port == api_port {
+        bail!("moto and the API need different ports");
+    }
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let aws = start_aws(
+        PortChoice::Exactly(moto_port),
+        opts.config.as_deref(),
+        &opts.parameters,
+        &opts.label,
+    )
+    .await?;
+    let AwsStack {
+        moto_url,
+        sdk,
+        info,
+        template,
+        stack_file,
+        env,
+        moto,
+        mut logs,
+    } = aws;
+    let logs_dir = paths::state_dir().join("logs");
 
     build_functions().await?;
 
-    let env = function_environment(&template, &info, &opts.parameters, &moto_url)?;
     println!("▶ Starting cargo lambda watch on {api_url}");
     let watch_log = logs_dir.join(format!("watch-{}.log", opts.label));
     let (out, err) = output_to(opts.show_output, &watch_log)?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
-use xtask::{chaos, demo, deploy, dev, init_time, optimizer, testing, tools};
+use xtask::{chaos, demo, deploy, dev, init_time, optimizer, perf, testing, tools};
 
 /// Fluxo's task runner: the local stack, checks, packaging and deployment.
 #[derive(Debug, Parser)]
@@ -33,11 +33,11 @@ enum Command {
     Chaos(chaos::ChaosArgs),
     /// Release arm64 bootstraps with cargo-lambda, and their sizes
     Package,
-    /// cargo bench --workspace ARGS
-    Bench(tools::BenchArgs),
+    /// Performance budget: criterion, sizes, cold starts and peak memory of every function, one table
+    Bench(perf::BenchArgs),
     /// Validate a Fluxo config file
     CheckConfig(tools::CheckConfigArgs),
-    /// Cold-start time to the first runtime API request vs. hello-world
+    /// Cold-start time of every function to its first runtime API request vs. hello-world
     InitTime(init_time::InitTimeArgs),
     /// Invoke a function of a running `cargo xtask dev`
     Invoke(tools::InvokeOptions),
@@ -56,7 +56,7 @@ async fn execute(command: Command) -> Result<bool> {
         Command::Test(args) => testing::run(args.config).await?,
         Command::Chaos(args) => return chaos::run(args).await,
         Command::Package => tools::package().await?,
-        Command::Bench(args) => tools::bench(&args.args).await?,
+        Command::Bench(args) => return perf::run(args).await,
         Command::CheckConfig(args) => return Ok(tools::check_config(&args.file)),
         Command::InitTime(args) => init_time::run(args.runs.max(1)).await?,
         Command::Invoke(opts) => tools::invoke(opts).await?,

@@ -36,6 +36,11 @@ impl Guard {
         })
     }
 
+    /// The child's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// The process name given at spawn.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,4 +1,4 @@
-//! Small commands: bench, check-config, invoke, package.
+//! Small commands: check-config, invoke, package.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,17 +7,6 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::template::{EventSource, Template};
 use crate::{esm, paths, proc, progress, venv};
-
-/// `cargo xtask bench [args]`: the criterion benchmarks.
-pub async fn bench(args: &[String]) -> Result<()> {
-    proc::run(
-        "cargo bench",
-        proc::command("cargo", &paths::root())
-            .args(["bench", "--workspace"])
-            .args(args),
-    )
-    .await
-}
 
 /// `cargo xtask check-config FILE`: validates a config file. Returns whether it is valid.
 pub fn check_config(path: &Path) -> bool {
@@ -31,18 +20,6 @@ pub fn check_config(path: &Path) -> bool {
             false
         }
     }
-}
-
-/// Arguments of `cargo xtask bench`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct BenchArgs {
-    /// Passed to `cargo bench --workspace`, e.g. `-p hourly-optimizer --bench optimizer`
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
-    pub args: Vec<String>,
 }
 
 /// Arguments of `cargo xtask check-config`.

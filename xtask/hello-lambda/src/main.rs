@@ -1,4 +1,4 @@
-//! A hello-world lambda_http function: the baseline that `cargo xtask init-time` compares webhook-receiver with.
+//! A hello-world lambda_http function: the baseline that `cargo xtask init-time` and `cargo xtask bench` compare every function with.
 
 use lambda_http::{Body, Error, Request, Response, run, service_fn};
 

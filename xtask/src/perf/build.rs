@@ -1,0 +1,80 @@
+//! Release builds of each function alone, as `sam build` compiles them (so no feature of a sibling is
+//! unified in), and the size of each binary.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::{paths, proc, tools};
+
+/// The hello-world baseline's package and binary.
+pub const HELLO: &str = "hello-lambda";
+
+/// The function packages (package name = binary name), in the template's order of the pipeline.
+pub fn functions() -> Result<Vec<String>> {
+    let mut found = tools::function_packages()?;
+    let order = [
+        "webhook-receiver",
+        "lead-router",
+        "email-trigger",
+        "audience-sync",
+        "report-export",
+        "report-api",
+        "hourly-optimizer",
+    ];
+    found.sort_by_key(|f| order.iter().position(|o| o == f).unwrap_or(order.len()));
+    Ok(found)
+}
+
+/// `cargo build --release -p NAME` for each package, one at a time.
+pub async fn release(packages: &[String]) -> Result<()> {
+    for p in packages {
+        println!("▶ cargo build --release -p {p}");
+        proc::run(
+            "cargo build --release",
+            proc::command("cargo", &paths::root()).args([
+                "build",
+                "--release",
+                "-p",
+                p,
+                "--bin",
+                p,
+            ]),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `target/release/NAME`.
+pub fn binary(name: &str) -> PathBuf {
+    paths::root().join("target").join("release").join(name)
+}
+
+/// The size in bytes of a built release binary.
+pub fn size(name: &str) -> Result<u64> {
+    let path = binary(name);
+    Ok(std::fs::metadata(&path)
+        .with_context(|| format!("{} was not built", path.display()))?
+        .len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_function_with_the_receiver_first() {
+        let f = functions().unwrap();
+        assert_eq!(f.first().map(String::as_str), Some("webhook-receiver"));
+        for name in [
+            "lead-router",
+            "email-trigger",
+            "audience-sync",
+            "report-api",
+        ] {
+            assert!(f.iter().any(|x| x == name), "{name} missing from {f:?}");
+        }
+        assert!(!f.iter().any(|x| x == HELLO));
+    }
+}
