@@ -35,6 +35,8 @@ enum Command {
     Package,
     /// Performance budget: criterion, sizes, cold starts and peak memory of every function, one table
     Bench(perf::BenchArgs),
+    /// Where a function's bytes go, per crate (cargo bloat on a release build with symbols)
+    Bloat(perf::bloat::BloatArgs),
     /// Validate a Fluxo config file
     CheckConfig(tools::CheckConfigArgs),
     /// Cold-start time of every function to its first runtime API request vs. hello-world
@@ -57,6 +59,7 @@ async fn execute(command: Command) -> Result<bool> {
         Command::Chaos(args) => return chaos::run(args).await,
         Command::Package => tools::package().await?,
         Command::Bench(args) => return perf::run(args).await,
+        Command::Bloat(args) => perf::bloat::run(args).await?,
         Command::CheckConfig(args) => return Ok(tools::check_config(&args.file)),
         Command::InitTime(args) => init_time::run(args.runs.max(1)).await?,
         Command::Invoke(opts) => tools::invoke(opts).await?,

@@ -13,31 +13,7 @@ pub const OHA_VERSION: &str = "1.16.0";
 
 /// `.fluxo/tools/bin/oha`, installed with `cargo install --locked` the first time it is needed.
 pub async fn ensure_oha() -> Result<PathBuf> {
-    let root = paths::state_dir().join("tools");
-    let bin = root.join("bin").join("oha");
-    let installed = std::process::Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(OHA_VERSION));
-    if installed {
-        return Ok(bin);
-    }
-    println!("▶ cargo install oha {OHA_VERSION} into .fluxo/tools (first time: several minutes)");
-    proc::run(
-        "cargo install oha",
-        proc::command("cargo", &paths::root())
-            .args([
-                "install",
-                "oha",
-                "--locked",
-                "--version",
-                OHA_VERSION,
-                "--root",
-            ])
-            .arg(&root),
-    )
-    .await?;
-    Ok(bin)
+    crate::tools::cargo_tool("oha", OHA_VERSION, &["--version"]).await
 }
 
 /// What the load did.

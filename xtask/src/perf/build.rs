@@ -46,9 +46,20 @@ pub async fn release(packages: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `target/release/NAME`.
+static BINARIES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Measures the binaries in `dir` instead of `target/release` (`cargo xtask bench --binaries DIR`).
+pub fn use_binaries(dir: &std::path::Path) {
+    let _ = BINARIES.set(dir.to_path_buf());
+}
+
+/// `target/release/NAME`, or `DIR/NAME` after [`use_binaries`].
 pub fn binary(name: &str) -> PathBuf {
-    paths::root().join("target").join("release").join(name)
+    BINARIES
+        .get()
+        .cloned()
+        .unwrap_or_else(|| paths::root().join("target").join("release"))
+        .join(name)
 }
 
 /// The size in bytes of a built release binary.

@@ -2,6 +2,7 @@
 //! release, measures its size, its cold start against hello-world and its peak memory under load on the
 //! local stack, reads the last cost report, and prints one table with a budget column.
 
+pub mod bloat;
 pub mod build;
 pub mod process;
 pub mod rss;
@@ -35,6 +36,10 @@ pub struct BenchArgs {
     /// Cold starts measured per binary
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub runs: usize,
+    /// Measure the release binaries already built in DIR (DIR/NAME for each function and hello-lambda)
+    /// instead of building them into target/release
+    #[arg(long, value_name = "DIR")]
+    pub binaries: Option<std::path::PathBuf>,
     /// Only run `cargo bench --workspace ARGS` (e.g. `-p hourly-optimizer --bench optimizer`), no table
     #[arg(
         trailing_var_arg = true,
@@ -54,9 +59,14 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
         criterion(&[]).await?;
     }
     let functions = build::functions()?;
-    let mut packages = functions.clone();
-    packages.push(build::HELLO.to_string());
-    build::release(&packages).await?;
+    match &args.binaries {
+        Some(dir) => build::use_binaries(dir),
+        None => {
+            let mut packages = functions.clone();
+            packages.push(build::HELLO.to_string());
+            build::release(&packages).await?;
+        }
+    }
 
     let mut rows = Vec::new();
     for f in &functions {
