@@ -1,7 +1,8 @@
 //! Which function made an AWS request: every function under `cargo lambda watch` shares one
 //! `AWS_ENDPOINT_URL`, so the counting proxy finds the caller from the connection instead. Linux only:
-//! the client's port gives the socket's inode (`/proc/net/tcp`), and the function process holding
-//! that socket (`/proc/<pid>/fd`) gives the binary's name. Anything else is `unattributed`.
+//! the connection's ports give the client socket's inode (one `sock_diag` netlink query; the
+//! `/proc/net/tcp` table if netlink is refused), and the function process holding that socket
+//! (`/proc/<pid>/fd`) gives the binary's name. Anything else is `unattributed`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,7 +28,11 @@ impl Callers {
 
     /// The binary of the function whose socket is `peer`, if found.
     pub fn resolve(&self, peer: SocketAddr) -> Option<String> {
-        let inode = socket_inode(peer.port(), self.proxy_port)?;
+        let inode = match peer {
+            SocketAddr::V4(v4) => netlink_inode(*v4.ip(), peer.port(), self.proxy_port),
+            SocketAddr::V6(_) => None,
+        }
+        .or_else(|| socket_inode(peer.port(), self.proxy_port))?;
         let mut pids = self.pids.lock().ok()?;
         for refreshed in [false, true] {
             if refreshed {
@@ -41,6 +46,67 @@ impl Callers {
         }
         None
     }
+}
+
+/// The inode of the TCP socket `ip:client_port` -> `ip:server_port`, asked of the kernel with one
+/// `SOCK_DIAG_BY_FAMILY` request (an exact lookup: no table to read).
+fn netlink_inode(ip: std::net::Ipv4Addr, client_port: u16, server_port: u16) -> Option<u64> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+    .ok()?;
+    let request = diag_request(ip, client_port, server_port);
+    sendto(
+        fd.as_raw_fd(),
+        &request,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    let mut answer = [0u8; 1024];
+    let n = recv(fd.as_raw_fd(), &mut answer, MsgFlags::empty()).ok()?;
+    diag_inode(&answer[..n])
+}
+
+/// `SOCK_DIAG_BY_FAMILY`, `NLM_F_REQUEST`: an `nlmsghdr` and an `inet_diag_req_v2` for one socket.
+fn diag_request(ip: std::net::Ipv4Addr, client_port: u16, server_port: u16) -> Vec<u8> {
+    let mut m = Vec::with_capacity(72);
+    m.extend_from_slice(&72u32.to_ne_bytes()); // nlmsg_len
+    m.extend_from_slice(&20u16.to_ne_bytes()); // SOCK_DIAG_BY_FAMILY
+    m.extend_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST
+    m.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    m.extend_from_slice(&[2, 6, 0, 0]); // AF_INET, IPPROTO_TCP, ext, pad
+    m.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    m.extend_from_slice(&client_port.to_be_bytes()); // sport
+    m.extend_from_slice(&server_port.to_be_bytes()); // dport
+    for _ in 0..2 {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&ip.octets());
+        m.extend_from_slice(&addr); // src, then dst
+    }
+    m.extend_from_slice(&0u32.to_ne_bytes()); // interface
+    m.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    m
+}
+
+/// The inode of an `inet_diag_msg` answer (none for an error answer).
+fn diag_inode(answer: &[u8]) -> Option<u64> {
+    let kind = u16::from_ne_bytes(answer.get(4..6)?.try_into().ok()?);
+    if kind != 20 {
+        return None;
+    }
+    // nlmsghdr (16) + family, state, timer, retrans (4) + id (48) + expires, rqueue, wqueue, uid (16).
+    let inode = u32::from_ne_bytes(answer.get(84..88)?.try_into().ok()?);
+    Some(u64::from(inode)).filter(|i| *i != 0)
 }
 
 /// The inode of the established TCP socket from `client_port` to `server_port` (IPv4 or IPv6).
@@ -124,5 +190,9 @@ mod tests {
         assert_eq!(peer.port(), client.local_addr().unwrap().port());
         let inode = socket_inode(peer.port(), server_port).unwrap();
         assert!(holds_socket(std::process::id(), inode));
+        // The kernel's exact lookup finds the same socket.
+        let ip = std::net::Ipv4Addr::LOCALHOST;
+        assert_eq!(netlink_inode(ip, peer.port(), server_port), Some(inode));
+        assert_eq!(netlink_inode(ip, peer.port(), 1), None);
     }
 }
