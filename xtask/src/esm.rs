@@ -472,6 +472,9 @@ async fn deliver(
         u.deleted += deleted;
         u.delete_batches += deleted.div_ceil(10);
     });
+    if matches!(outcome, BatchOutcome::AllFailed(_)) {
+        note(&m.function, |u| u.failed_batches += 1);
+    }
     match outcome {
         BatchOutcome::AllFailed(why) => println!(
             "[esm] {} -> {}: batch of {} failed, retried after the visibility timeout: {why}",
@@ -508,6 +511,8 @@ pub struct EsmUsage {
     /// Messages deleted after success, and the DeleteMessageBatch calls Lambda makes for them.
     pub deleted: u64,
     pub delete_batches: u64,
+    /// Batches that failed as a whole (redelivered after the visibility timeout).
+    pub failed_batches: u64,
 }
 
 static USAGE: std::sync::Mutex<BTreeMap<String, EsmUsage>> = std::sync::Mutex::new(BTreeMap::new());

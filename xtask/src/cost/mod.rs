@@ -73,6 +73,8 @@ pub struct Unpriced {
     pub empty_receives: u64,
     /// Calls moto answered with a 5xx (not billed: the SDK retried them).
     pub server_errors: u64,
+    /// Batches that failed as a whole and came back, per function (their invocations are billed).
+    pub failed_batches: BTreeMap<String, u64>,
 }
 
 /// Requests per (service, operation).
@@ -142,6 +144,11 @@ pub fn bill(
             .entry(("SQS".into(), "DeleteMessageBatch (event source)".into()))
             .or_default() += u.delete_batches;
         unpriced.empty_receives += u.empty_receives;
+        if u.failed_batches > 0 {
+            unpriced
+                .failed_batches
+                .insert(function.clone(), u.failed_batches);
+        }
     }
     if usage.http_requests > 0 {
         b.add(
@@ -818,6 +825,12 @@ fn print_report(
         println!(
             "  - {} AWS calls answered 5xx by moto (its TransactWriteItems copies a table while other threads write it: `dictionary changed size during iteration`). Not billed; the SDK's and the client's retries, and redelivered batches, are counted: a small overcount.",
             unpriced.server_errors
+        );
+    }
+    if !unpriced.failed_batches.is_empty() {
+        println!(
+            "  - Batches failed whole and delivered again (each attempt's invocation and requests are billed): {:?}",
+            unpriced.failed_batches
         );
     }
     if unpriced.unattributed_calls > 0 {
