@@ -488,7 +488,7 @@ async fn workload(
 
     // Leads.
     println!(
-        "\n▶ {} leads posted to {}/leads (4 at a time)",
+        "\n▶ {} leads posted to {}/leads, one at a time",
         args.leads, stack.api_url
     );
     esm::reset_usage();
@@ -505,7 +505,9 @@ async fn workload(
         let key = format!("cost-{run_id}-{i}");
         async move { post_lead(&http, &api, &key, &body).await }
     }))
-    .buffer_unordered(4)
+    // One at a time: watch runs one receiver instance, so concurrent posts would queue there and the
+    // measured durations would include the wait.
+    .buffer_unordered(1)
     .collect()
     .await;
     let accepted = answers.iter().filter(|(s, _, _)| *s == 202).count();
