@@ -286,6 +286,7 @@ pub async fn poll_once(
             }
         };
         let received = receive(sqs, &m.queue.url, want, wait_secs).await?;
+        note_receive(&m.function, &received);
         let received = redrive_exhausted(sqs, m, received).await?;
         if !received.is_empty() && deadline.is_none() {
             deadline = Some(Instant::now() + m.window);
@@ -420,6 +421,7 @@ async fn deliver(
 ) -> Result<()> {
     let event = events::sqs_event(&batch, &m.queue.arn, LOCAL_REGION);
     let ids: BTreeSet<String> = batch.iter().map(|b| b.message_id.clone()).collect();
+    let started = Instant::now();
     let first = invoke(http, invoke_base, &m.function, &event, m.invoke_timeout);
     let invoked = if duplicate_delivery() {
         // Chaos: SQS is at-least-once; this delivery's twin runs at the same time. The first
@@ -436,6 +438,10 @@ async fn deliver(
     } else {
         first.await
     };
+    note(&m.function, |u| {
+        u.invocations += if duplicate_delivery() { 2 } else { 1 };
+        u.invoke_ms += started.elapsed().as_secs_f64() * 1000.0;
+    });
     let outcome = match invoked {
         Err(e) => BatchOutcome::AllFailed(format!("{e:#}")),
         Ok(r) if !r.succeeded() => BatchOutcome::AllFailed(format!(
@@ -455,10 +461,20 @@ async fn deliver(
         .iter()
         .map(|b| (b.message_id.as_str(), b.receipt_handle.as_str()))
         .collect();
+    let mut deleted = 0u64;
     for (id, handle) in &handles {
         if !failed.contains(*id) {
             delete(sqs, &m.queue.url, handle).await?;
+            deleted += 1;
         }
+    }
+    // Lambda deletes a batch's successes with DeleteMessageBatch, 10 entries a call.
+    note(&m.function, |u| {
+        u.deleted += deleted;
+        u.delete_batches += deleted.div_ceil(10);
+    });
+    if matches!(outcome, BatchOutcome::AllFailed(_)) {
+        note(&m.function, |u| u.failed_batches += 1);
     }
     match outcome {
         BatchOutcome::AllFailed(why) => println!(
@@ -476,6 +492,75 @@ async fn deliver(
         ),
     }
     Ok(())
+}
+
+/// What the event-source mapping did for one function since [`reset_usage`] (`cargo xtask cost`
+/// counts these: in AWS the mapping's poller makes the same SQS requests).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EsmUsage {
+    /// Invocations made (each delivery of a batch).
+    pub invocations: u64,
+    /// Wall time of those invocations, summed, in milliseconds.
+    pub invoke_ms: f64,
+    /// ReceiveMessage calls that returned messages, and their billed requests (64 KiB chunks).
+    pub receives: u64,
+    pub receive_billed: u64,
+    /// ReceiveMessage calls that returned nothing (long polls of an idle queue: a fixed cost).
+    pub empty_receives: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Messages deleted after success, and the DeleteMessageBatch calls Lambda makes for them.
+    pub deleted: u64,
+    pub delete_batches: u64,
+    /// Batches that failed as a whole (redelivered after the visibility timeout).
+    pub failed_batches: u64,
+}
+
+static USAGE: std::sync::Mutex<BTreeMap<String, EsmUsage>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn note(function: &str, f: impl FnOnce(&mut EsmUsage)) {
+    if let Ok(mut usage) = USAGE.lock() {
+        f(usage.entry(function.to_string()).or_default());
+    }
+}
+
+fn note_receive(function: &str, received: &[ReceivedMessage]) {
+    let payload: usize = received
+        .iter()
+        .map(|m| {
+            m.body.len()
+                + m.message_attributes
+                    .iter()
+                    .map(|(k, a)| {
+                        k.len()
+                            + a.data_type.len()
+                            + a.string_value.as_ref().map_or(0, String::len)
+                            + a.binary_value.as_ref().map_or(0, Vec::len)
+                    })
+                    .sum::<usize>()
+        })
+        .sum();
+    note(function, |u| {
+        if received.is_empty() {
+            u.empty_receives += 1;
+        } else {
+            u.receives += 1;
+            u.receive_billed += crate::cost::count::sqs_billed_requests(payload);
+            u.received += received.len() as u64;
+        }
+    });
+}
+
+/// The event-source mapping's usage per function since the last [`reset_usage`].
+pub fn usage() -> BTreeMap<String, EsmUsage> {
+    USAGE.lock().map(|u| u.clone()).unwrap_or_default()
+}
+
+/// Starts counting from zero.
+pub fn reset_usage() {
+    if let Ok(mut usage) = USAGE.lock() {
+        usage.clear();
+    }
 }
 
 /// Chaos mode (`cargo xtask chaos`): every batch is delivered twice.

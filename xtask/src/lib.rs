@@ -1,6 +1,7 @@
 //! xtask library: the local stack (moto + cargo lambda watch + event-source mapping) and the task runner's commands.
 
 pub mod chaos;
+pub mod cost;
 pub mod demo;
 pub mod demo_audience;
 pub mod demo_email;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
-use xtask::{chaos, demo, deploy, dev, init_time, optimizer, perf, testing, tools};
+use xtask::{chaos, cost, demo, deploy, dev, init_time, optimizer, perf, testing, tools};
 
 /// Fluxo's task runner: the local stack, checks, packaging and deployment.
 #[derive(Debug, Parser)]
@@ -31,6 +31,8 @@ enum Command {
     Test(testing::TestArgs),
     /// Reliability harness: faults, duplicates, kills, hostile input and load, then the ledger check
     Chaos(chaos::ChaosArgs),
+    /// Measured AWS bill per million leads: 1,000 leads and one optimizer run on the local stack
+    Cost(cost::CostArgs),
     /// Release arm64 bootstraps with cargo-lambda, and their sizes
     Package,
     /// Performance budget: criterion, sizes, cold starts and peak memory of every function, one table
@@ -57,6 +59,7 @@ async fn execute(command: Command) -> Result<bool> {
         Command::Dev(opts) => dev::run(opts).await?,
         Command::Test(args) => testing::run(args.config).await?,
         Command::Chaos(args) => return chaos::run(args).await,
+        Command::Cost(args) => return cost::run(args).await,
         Command::Package => tools::package().await?,
         Command::Bench(args) => return perf::run(args).await,
         Command::Bloat(args) => perf::bloat::run(args).await?,
@@ -191,6 +194,7 @@ mod tests {
             "test",
             "chaos",
             "chaos --profile long",
+            "cost",
             "dev",
             "dev --param DefaultCountry=BR",
             "dev --config config/examples/demo.toml --moto-port 4566 --api-port 9000 --schedule",

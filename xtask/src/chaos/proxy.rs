@@ -20,6 +20,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address (who called: `cargo xtask cost` finds the calling process from it).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Request {
@@ -98,6 +100,9 @@ pub trait Plan: Send + Sync + 'static {
     fn kill(&self) {}
     /// Called with each decision, for tallies.
     fn record(&self, _request: &Request, _action: &Action) {}
+    /// Called with the upstream's answer (status and body) to a forwarded request, before the proxy
+    /// passes it on (`cargo xtask cost` reads the items a DynamoDB read returned).
+    fn answered(&self, _request: &Request, _status: u16, _body: &[u8]) {}
 }
 
 /// A running proxy. Dropping it stops it.
@@ -160,7 +165,8 @@ async fn serve(
     upstream: &str,
     plan: &dyn Plan,
 ) -> Result<()> {
-    let request = read_request(&mut stream).await?;
+    let mut request = read_request(&mut stream).await?;
+    request.peer = stream.peer_addr().ok();
     let action = plan.decide(&request);
     plan.record(&request, &action);
     match &action {
@@ -180,6 +186,7 @@ async fn serve(
         Action::Forward | Action::Then(_) => {}
     }
     let (status, headers, body) = forward(http, upstream, &request).await?;
+    plan.answered(&request, status, &body);
     match action {
         Action::Then(After::Stall(d)) => {
             tokio::time::sleep(d).await;
@@ -270,6 +277,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request> {
         path,
         headers,
         body,
+        peer: None,
     })
 }
 
