@@ -402,7 +402,8 @@ async fn redrive_exhausted(
     Ok(keep)
 }
 
-async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, receipt_handle: &str) -> Result<()> {
+/// Deletes one received message.
+pub async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, receipt_handle: &str) -> Result<()> {
     sqs.delete_message()
         .queue_url(url)
         .receipt_handle(receipt_handle)

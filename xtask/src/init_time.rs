@@ -41,6 +41,7 @@ pub struct InitTime {
 /// Builds every function and the hello-world in release, starts moto with the demo config pushed (the
 /// functions read it at cold start, as in AWS), and measures each `runs` times.
 pub async fn run(runs: usize) -> Result<()> {
+    crate::venv::ensure(&[crate::venv::TOOLS])?;
     let mut packages = build::functions()?;
     packages.push(HELLO.to_string());
     build::release(&packages).await?;

@@ -76,7 +76,7 @@ impl Venv {
         let python = self.bin("python");
         if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == hash) {
             println!("  ✓ {} ({}) is up to date", self.dir, self.what);
-            return Ok(());
+            return self.fix();
         }
         // pip prints ~100 lines on a first install: they go to the log, the terminal gets one line per step.
         let log = progress::log_path(&format!("install{}.log", self.dir.replace('.', "-")))?;
@@ -110,8 +110,47 @@ impl Venv {
         )?;
         std::fs::write(&stamp, format!("{hash}\n"))
             .with_context(|| format!("cannot write {}", stamp.display()))?;
+        self.fix()
+    }
+
+    /// Applies the known fixes to the installed packages of this venv (today: moto's transactions).
+    fn fix(&self) -> Result<()> {
+        if self.dir != TOOLS.dir {
+            return Ok(());
+        }
+        let Ok(lib) = std::fs::read_dir(self.path().join("lib")) else {
+            return Ok(());
+        };
+        for python in lib.flatten() {
+            let file = python
+                .path()
+                .join("site-packages/moto/dynamodb/models/__init__.py");
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Some(fixed) = fix_moto_transactions(&text)
+            {
+                std::fs::write(&file, fixed)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                println!(
+                    "  ✓ moto: TransactWriteItems copies each table once (see xtask/src/venv.rs)"
+                );
+            }
+        }
         Ok(())
     }
+}
+
+/// moto 5.2.5's `TransactWriteItems` deep-copies a whole table once per item of the transaction (its
+/// roll-back copy), so a 100-item transaction on a table of a few thousand items takes minutes, and the
+/// copy races with concurrent writes (`dictionary changed size during iteration`, a 500). Every copy is
+/// taken before any write, so they are identical: copying each table once keeps moto's behaviour. The
+/// fix is applied to the installed file, idempotently; it is a no-op once moto no longer has the line.
+const MOTO_COPY_PER_ITEM: &str = "            if table_name and table_name in self.tables:\n                original_table_state[table_name] = copy.deepcopy(";
+const MOTO_COPY_PER_TABLE: &str = "            if table_name and table_name in self.tables and table_name not in original_table_state:\n                original_table_state[table_name] = copy.deepcopy(";
+
+/// The fixed text of moto's `dynamodb/models/__init__.py`, or `None` when there is nothing to fix.
+fn fix_moto_transactions(text: &str) -> Option<String> {
+    text.contains(MOTO_COPY_PER_ITEM)
+        .then(|| text.replacen(MOTO_COPY_PER_ITEM, MOTO_COPY_PER_TABLE, 1))
 }
 
 /// Ensures each venv, in order.
@@ -134,4 +173,38 @@ fn host_python() -> Result<String> {
         }
     }
     bail!("Python 3 is needed (python3 or python on PATH) to install the pinned local tools")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moto_transactions_copy_each_table_once_and_the_fix_is_idempotent() {
+        let original = format!(
+            "def transact_write_items(self):\n{MOTO_COPY_PER_ITEM}\n    self.tables[table_name]\n)\n"
+        );
+        let fixed = fix_moto_transactions(&original).unwrap();
+        assert!(fixed.contains("table_name not in original_table_state"));
+        assert_eq!(fix_moto_transactions(&fixed), None);
+        assert_eq!(fix_moto_transactions("unrelated"), None);
+    }
+
+    #[test]
+    fn the_installed_moto_has_the_line_the_fix_expects_or_is_already_fixed() {
+        let Ok(lib) = std::fs::read_dir(TOOLS.path().join("lib")) else {
+            return;
+        };
+        for python in lib.flatten() {
+            let file = python
+                .path()
+                .join("site-packages/moto/dynamodb/models/__init__.py");
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                assert!(
+                    text.contains(MOTO_COPY_PER_ITEM) || text.contains(MOTO_COPY_PER_TABLE),
+                    "moto changed its TransactWriteItems: review the fix in venv.rs"
+                );
+            }
+        }
+    }
 }

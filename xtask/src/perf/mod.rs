@@ -58,6 +58,7 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
     if !args.skip_criterion {
         criterion(&[]).await?;
     }
+    crate::venv::ensure(&[crate::venv::TOOLS])?;
     let functions = build::functions()?;
     match &args.binaries {
         Some(dir) => build::use_binaries(dir),
@@ -120,13 +121,23 @@ pub async fn run(args: BenchArgs) -> Result<bool> {
         ));
     }
     for p in &peaks {
-        rows.push(Row::new(
-            "peak RSS",
-            &format!("{} ({})", p.function, p.workload),
-            table::mb(p.bytes),
-            "<= 32 MB",
-            Some(p.bytes <= RSS_BUDGET),
-        ));
+        let subject = format!("{} ({})", p.function, p.workload);
+        rows.push(match &p.bytes {
+            Ok(bytes) => Row::new(
+                "peak RSS",
+                &subject,
+                table::mb(*bytes),
+                "<= 32 MB",
+                Some(*bytes <= RSS_BUDGET),
+            ),
+            Err(why) => Row::new(
+                "peak RSS",
+                &subject,
+                format!("not measured: {why}"),
+                "<= 32 MB",
+                None,
+            ),
+        });
     }
     rows.extend(throughput_rows());
     let cost_file = paths::root().join("target").join("perf").join("cost.json");
@@ -189,7 +200,7 @@ async fn measure(
     )?;
     let object = crate::deploy::local_object(&aws.info, &aws.template, &BTreeMap::new())?;
     crate::deploy::push(&aws.sdk, &object, &path).await?;
-    let peaks = rss::measure(aws).await?;
+    let peaks = rss::measure(aws).await;
     Ok((inits, peaks))
 }
 
