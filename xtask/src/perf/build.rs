@@ -10,19 +10,21 @@ use crate::{paths, proc, tools};
 /// The hello-world baseline's package and binary.
 pub const HELLO: &str = "hello-lambda";
 
-/// The function packages (package name = binary name), in the template's order of the pipeline.
+/// The functions in the order a lead meets them, then the scheduled optimizer.
+pub const ORDER: [&str; 7] = [
+    "webhook-receiver",
+    "lead-router",
+    "email-trigger",
+    "audience-sync",
+    "report-export",
+    "report-api",
+    "hourly-optimizer",
+];
+
+/// The function packages (package name = binary name), in [`ORDER`]; any other package comes last.
 pub fn functions() -> Result<Vec<String>> {
     let mut found = tools::function_packages()?;
-    let order = [
-        "webhook-receiver",
-        "lead-router",
-        "email-trigger",
-        "audience-sync",
-        "report-export",
-        "report-api",
-        "hourly-optimizer",
-    ];
-    found.sort_by_key(|f| order.iter().position(|o| o == f).unwrap_or(order.len()));
+    found.sort_by_key(|f| ORDER.iter().position(|o| o == f).unwrap_or(ORDER.len()));
     Ok(found)
 }
 

@@ -25,7 +25,7 @@ pub const AUDIENCE_BATCH: usize = 10_000;
 /// Campaigns of the optimizer's run.
 pub const OPTIMIZER_CAMPAIGNS: usize = 1_000;
 
-/// The dashboard's charts (report-api's `charts::NAMES`).
+/// The dashboard's charts: report-api's `charts::NAMES` (xtask does not link the function crates).
 const CHARTS: [&str; 6] = [
     "leads-by-source",
     "funnel",
@@ -54,7 +54,8 @@ pub async fn measure(aws: &AwsStack) -> Vec<Peak> {
     if let Err(e) = pipeline(aws, &mut peaks).await {
         let reason = format!("{e:#}");
         println!("  ✗ {reason}");
-        let missing: Vec<&str> = PIPELINE
+        // The pipeline: every function but the optimizer, in the order a lead meets them.
+        let missing: Vec<&str> = build::ORDER[..6]
             .iter()
             .copied()
             .filter(|f| !peaks.iter().any(|p: &Peak| p.function == *f))
@@ -76,16 +77,6 @@ pub async fn measure(aws: &AwsStack) -> Vec<Peak> {
     }
     peaks
 }
-
-/// The pipeline's functions, in order.
-const PIPELINE: [&str; 6] = [
-    "webhook-receiver",
-    "lead-router",
-    "email-trigger",
-    "audience-sync",
-    "report-export",
-    "report-api",
-];
 
 async fn pipeline(aws: &AwsStack, peaks: &mut Vec<Peak>) -> Result<()> {
     let sqs = aws_sdk_sqs::Client::new(&aws.sdk);
