@@ -187,7 +187,7 @@ async fn measure(
     // Cold starts read the demo config, as a deployed stack reads its own.
     let inits = init_time::measure_all(&aws.env, runs).await?;
     init_time::print(&inits);
-    // The load runs with the demo config plus 1,000 optimizer campaigns on the fake platform.
+    // The load runs with the demo config's rules and 1,000 optimizer campaigns on the fake platform.
     let demo = std::fs::read_to_string(local::demo_config())?;
     let path = paths::root()
         .join("target")
@@ -196,7 +196,7 @@ async fn measure(
     std::fs::create_dir_all(path.parent().context("target/perf")?)?;
     std::fs::write(
         &path,
-        rss::optimizer_config(&demo, platform_addr, rss::OPTIMIZER_CAMPAIGNS),
+        crate::cost::cost_config(&demo, platform_addr, rss::OPTIMIZER_CAMPAIGNS),
     )?;
     let object = crate::deploy::local_object(&aws.info, &aws.template, &BTreeMap::new())?;
     crate::deploy::push(&aws.sdk, &object, &path).await?;

@@ -44,7 +44,7 @@ pub struct Peak {
 }
 
 /// Runs every function's workload in pipeline order. The config pushed to the stack must hold the
-/// optimizer's campaigns ([`optimizer_config`]) and the fake platform must be serving them.
+/// optimizer's campaigns ([`crate::cost::cost_config`]) and the fake platform must be serving them.
 ///
 /// A step that fails (a function error, or moto too slow to hand over a queue) ends the pipeline: that
 /// function and the ones after it are reported as not measured, with the reason. The optimizer's run
@@ -379,17 +379,6 @@ fn expect_no_failures(answers: &[Answer], name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The demo config with `n` more generic dry-run campaigns on the fake platform at `platform` (`host:port`).
-pub fn optimizer_config(demo: &str, platform: &str, n: usize) -> String {
-    let mut out = demo.to_string();
-    for i in 0..n {
-        out.push_str(&format!(
-            "\n[[optimizer.campaigns]]\nname = \"bench-{i}\"\nplatform = \"generic\"\naccount = \"bench\"\nentity = \"campaign\"\nentity_id = \"bench-{i}\"\ncurrency = \"USD\"\nmode = \"dry_run\"\ninitial_bid = 1.00\nmetrics_url = \"http://{platform}/metrics/bench-{i}\"\nbid_url = \"http://{platform}/bids/bench-{i}\"\n"
-        ));
-    }
-    out
-}
-
 /// Serves the fake ad platform on `listener`, every campaign answering the article's metrics.
 pub fn serve_platform(listener: tokio::net::TcpListener) -> Result<tokio::task::JoinHandle<()>> {
     let metrics =
@@ -409,7 +398,7 @@ mod tests {
     #[test]
     fn the_generated_optimizer_config_is_valid_and_holds_every_campaign() {
         let demo = std::fs::read_to_string(crate::local::demo_config()).unwrap();
-        let text = optimizer_config(&demo, "127.0.0.1:18199", 1_000);
+        let text = crate::cost::cost_config(&demo, "127.0.0.1:18199", OPTIMIZER_CAMPAIGNS);
         let dir = std::env::temp_dir().join(format!("fluxo-bench-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bench.toml");
