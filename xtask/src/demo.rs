@@ -89,6 +89,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
         show_output: false,
         label: "demo".into(),
         extra_env: Default::default(),
+        instances: 1,
     })
     .await?;
     let outcome = async {

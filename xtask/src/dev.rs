@@ -50,6 +50,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         show_output: true,
         label: "dev".into(),
         extra_env: Default::default(),
+        instances: 1,
     })
     .await?;
     stack.print_urls();

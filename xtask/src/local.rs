@@ -71,6 +71,9 @@ pub struct StackOptions {
     /// Extra variables for every function, on top of the template's (local secrets, e.g. `CRM_TOKEN`).
     /// Functions also inherit the caller's environment.
     pub extra_env: BTreeMap<String, String>,
+    /// Instances of each function that watch may run at once (its `--concurrency`), as Lambda runs one
+    /// execution environment per concurrent request. 1 is watch's default: one instance, requests queued.
+    pub instances: u32,
 }
 
 /// A running local stack. Dropping it stops everything; prefer [`RunningStack::stop`].
@@ -321,6 +324,9 @@ pub async fn start(opts: StackOptions) -> Result<RunningStack> {
     ]);
     if !opts.reload {
         cmd.arg("--ignore-changes");
+    }
+    if opts.instances > 1 {
+        cmd.args(["--concurrency", &opts.instances.to_string()]);
     }
     cmd.env("PATH", venv::TOOLS.path_env())
         .envs(&env)

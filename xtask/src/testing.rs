@@ -134,6 +134,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
         label: "test".into(),
         // tests/e2e/fluxo.toml names the CRM token by `env = "CRM_TOKEN"`; the wiremock CRM expects this value.
         extra_env: [("CRM_TOKEN".to_string(), "e2e-token".to_string())].into(),
+        instances: 1,
     })
     .await?;
     let outcome = async {
@@ -171,6 +172,7 @@ pub async fn run(config: Option<PathBuf>) -> Result<()> {
     );
     let held = crate::chaos::run(crate::chaos::ChaosArgs {
         profile: crate::chaos::ProfileName::Short,
+        only: Vec::new(),
     })
     .await?;
     if !held {

@@ -113,7 +113,7 @@ impl Venv {
         self.fix()
     }
 
-    /// Applies the known fixes to the installed packages of this venv (today: moto's transactions).
+    /// Applies the known fixes ([`MOTO_FIXES`]) to the installed packages of this venv.
     fn fix(&self) -> Result<()> {
         if self.dir != TOOLS.dir {
             return Ok(());
@@ -122,36 +122,131 @@ impl Venv {
             return Ok(());
         };
         for python in lib.flatten() {
-            let file = python
-                .path()
-                .join("site-packages/moto/dynamodb/models/__init__.py");
-            if let Ok(text) = std::fs::read_to_string(&file)
-                && let Some(fixed) = fix_moto_transactions(&text)
-            {
-                std::fs::write(&file, fixed)
-                    .with_context(|| format!("cannot write {}", file.display()))?;
-                println!(
-                    "  ✓ moto: TransactWriteItems copies each table once (see xtask/src/venv.rs)"
-                );
+            for fix in &MOTO_FIXES {
+                let file = python.path().join("site-packages").join(fix.file);
+                if let Ok(text) = std::fs::read_to_string(&file)
+                    && let Some(fixed) = fix.apply(&text)
+                {
+                    std::fs::write(&file, fixed)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    println!("  ✓ moto: {} (see xtask/src/venv.rs)", fix.what);
+                }
             }
         }
         Ok(())
     }
 }
 
-/// moto 5.2.5's `TransactWriteItems` deep-copies a whole table once per item of the transaction (its
-/// roll-back copy), so a 100-item transaction on a table of a few thousand items takes minutes, and the
-/// copy races with concurrent writes (`dictionary changed size during iteration`, a 500). Every copy is
-/// taken before any write, so they are identical: copying each table once keeps moto's behaviour. The
-/// fix is applied to the installed file, idempotently; it is a no-op once moto no longer has the line.
-const MOTO_COPY_PER_ITEM: &str = "            if table_name and table_name in self.tables:\n                original_table_state[table_name] = copy.deepcopy(";
-const MOTO_COPY_PER_TABLE: &str = "            if table_name and table_name in self.tables and table_name not in original_table_state:\n                original_table_state[table_name] = copy.deepcopy(";
-
-/// The fixed text of moto's `dynamodb/models/__init__.py`, or `None` when there is nothing to fix.
-fn fix_moto_transactions(text: &str) -> Option<String> {
-    text.contains(MOTO_COPY_PER_ITEM)
-        .then(|| text.replacen(MOTO_COPY_PER_ITEM, MOTO_COPY_PER_TABLE, 1))
+/// One edit of an installed file: every `from` becomes `to`. Idempotent: a no-op once `to` is in, or
+/// `from` is gone.
+#[derive(Debug)]
+struct Fix {
+    file: &'static str,
+    what: &'static str,
+    from: &'static str,
+    to: &'static str,
 }
+
+impl Fix {
+    /// The fixed text, or `None` when there is nothing to fix.
+    fn apply(&self, text: &str) -> Option<String> {
+        (text.contains(self.from) && !text.contains(self.to))
+            .then(|| text.replace(self.from, self.to))
+    }
+}
+
+/// The fixes to moto 5.2.5, each keeping its behaviour:
+/// - Its `TransactWriteItems` deep-copies every table it touches, whole, before each transaction (its
+///   roll-back copy), once per item of the transaction. A 100-item transaction on a table of a few
+///   thousand items took minutes. Under the load, every lead's transaction copied a table that grew
+///   with each lead: moto reached 4.4 GB and about 12 requests a second. Backing up only the items
+///   the transaction touches, and putting those back on a roll-back, restores the same state.
+/// - Its DynamoDB backend is not thread-safe, and its server runs one thread per request. Under the
+///   load (64 concurrent requests), that copy raced with other requests' writes, and moto answered 500
+///   (`dictionary changed size during iteration`) 371 times. One lock around each DynamoDB request
+///   makes moto apply them one at a time, as DynamoDB applies the writes to one item. SQS requests stay
+///   concurrent: a long poll would hold the lock.
+/// - Its SQS `SendMessage` and `ReceiveMessage` build every attribute of the queue (each count walks
+///   every message in it) to read one setting, so each call grows with the queue. With the load's
+///   thousands of messages, that was most of moto's time. They now read the one setting; the value is
+///   the same.
+const MOTO_FIXES: [Fix; 7] = [
+    Fix {
+        file: MOTO_DYNAMODB_MODELS,
+        what: "TransactWriteItems backs up the items it touches, not whole tables",
+        from: "            if table_name and table_name in self.tables:\n                original_table_state[table_name] = copy.deepcopy(\n                    self.tables[table_name]\n                )\n",
+        to: MOTO_BACKUP_ITEMS,
+    },
+    Fix {
+        file: MOTO_DYNAMODB_MODELS,
+        what: "TransactWriteItems backs up the items it touches (over the earlier per-table fix)",
+        from: "            if table_name and table_name in self.tables and table_name not in original_table_state:\n                original_table_state[table_name] = copy.deepcopy(\n                    self.tables[table_name]\n                )\n",
+        to: MOTO_BACKUP_ITEMS,
+    },
+    Fix {
+        file: MOTO_DYNAMODB_MODELS,
+        what: "a roll-back puts the backed-up items back",
+        from: "self.tables[table_name] = original_table_state[table_name]\n",
+        to: "_fluxo_restore(self.tables[table_name], original_table_state[table_name])\n",
+    },
+    Fix {
+        file: MOTO_DYNAMODB_MODELS,
+        what: "the roll-back's helper",
+        from: "\nclass DynamoDBBackend(BaseBackend, TaggableResourcesMixin):\n",
+        to: r#"
+def _fluxo_restore(table: Any, backups: Any) -> None:
+    # Added by Fluxo's xtask (xtask/src/venv.rs): puts back the items a failed transaction touched.
+    for hash_key, range_key, old in reversed(backups):
+        if old is None:
+            table.delete_item(hash_key, range_key)
+        elif range_key is not None:
+            table.items[hash_key][range_key] = old
+        else:
+            table.items[hash_key] = old
+
+
+class DynamoDBBackend(BaseBackend, TaggableResourcesMixin):
+"#,
+    },
+    Fix {
+        file: "moto/dynamodb/responses.py",
+        what: "one DynamoDB request at a time",
+        from: "        self.body = getattr(self, \"params\", {})\n        return super().call_action()\n",
+        to: "        self.body = getattr(self, \"params\", {})\n        with DynamoHandler.fluxo_one_at_a_time:\n            return super().call_action()\n\n    # Added by Fluxo's xtask: see xtask/src/venv.rs.\n    fluxo_one_at_a_time = __import__(\"threading\").RLock()\n",
+    },
+    Fix {
+        file: "moto/sqs/models.py",
+        what: "SendMessage reads the one queue setting it needs",
+        from: "        if queue.attributes.get(\"ContentBasedDeduplication\") == \"true\":\n",
+        to: "        if queue.fifo_queue and getattr(queue, \"content_based_deduplication\", None) == \"true\":\n",
+    },
+    Fix {
+        file: "moto/sqs/models.py",
+        what: "ReceiveMessage reads the one queue setting it needs",
+        from: "        retention_period = self.get_queue_attributes(\n            queue_name, [\"MessageRetentionPeriod\"]\n        )[\"MessageRetentionPeriod\"]\n",
+        to: "        retention_period = self.get_queue(queue_name).message_retention_period\n",
+    },
+];
+
+const MOTO_DYNAMODB_MODELS: &str = "moto/dynamodb/models/__init__.py";
+
+/// The per-item backup, in `transact_write_items`'s loop over its items (`op` is the operation).
+const MOTO_BACKUP_ITEMS: &str = r#"            if table_name and table_name in self.tables:
+                # Fluxo's xtask (xtask/src/venv.rs): back up the item, not the whole table.
+                try:
+                    table = self.tables[table_name]
+                    keys = op.get("Key") or {
+                        attr: op["Item"][attr]
+                        for attr in (table.hash_key_attr, table.range_key_attr)
+                        if attr is not None
+                    }
+                    hash_key, range_key = self.get_keys_value(table, keys)
+                    original_table_state.setdefault(table_name, []).append(  # type: ignore
+                        (hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key)))
+                    )
+                except Exception:  # noqa: E722 the operation reports its own error below
+                    pass
+"#;
 
 /// Ensures each venv, in order.
 pub fn ensure(venvs: &[Venv]) -> Result<()> {
@@ -180,30 +275,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn moto_transactions_copy_each_table_once_and_the_fix_is_idempotent() {
-        let original = format!(
-            "def transact_write_items(self):\n{MOTO_COPY_PER_ITEM}\n    self.tables[table_name]\n)\n"
-        );
-        let fixed = fix_moto_transactions(&original).unwrap();
-        assert!(fixed.contains("table_name not in original_table_state"));
-        assert_eq!(fix_moto_transactions(&fixed), None);
-        assert_eq!(fix_moto_transactions("unrelated"), None);
+    fn each_moto_fix_applies_once_and_is_idempotent() {
+        for fix in &MOTO_FIXES {
+            let original = format!("def f(self):\n{}    pass\n", fix.from);
+            let fixed = fix.apply(&original).unwrap();
+            assert!(fixed.contains(fix.to), "{}", fix.what);
+            assert_eq!(fix.apply(&fixed), None, "{}", fix.what);
+            assert_eq!(fix.apply("unrelated"), None, "{}", fix.what);
+        }
     }
 
     #[test]
-    fn the_installed_moto_has_the_line_the_fix_expects_or_is_already_fixed() {
+    fn the_installed_moto_takes_every_fix() {
         let Ok(lib) = std::fs::read_dir(TOOLS.path().join("lib")) else {
             return;
         };
         for python in lib.flatten() {
-            let file = python
-                .path()
-                .join("site-packages/moto/dynamodb/models/__init__.py");
-            if let Ok(text) = std::fs::read_to_string(&file) {
-                assert!(
-                    text.contains(MOTO_COPY_PER_ITEM) || text.contains(MOTO_COPY_PER_TABLE),
-                    "moto changed its TransactWriteItems: review the fix in venv.rs"
-                );
+            let files: std::collections::BTreeSet<&str> =
+                MOTO_FIXES.iter().map(|f| f.file).collect();
+            for file in files {
+                let Ok(mut text) =
+                    std::fs::read_to_string(python.path().join("site-packages").join(file))
+                else {
+                    continue;
+                };
+                let fixes = || MOTO_FIXES.iter().filter(|f| f.file == file);
+                for fix in fixes() {
+                    text = fix.apply(&text).unwrap_or(text);
+                }
+                for fix in fixes() {
+                    assert!(
+                        text.contains(fix.to),
+                        "moto changed under the fix '{}': review MOTO_FIXES in venv.rs",
+                        fix.what
+                    );
+                }
             }
         }
     }

@@ -383,6 +383,7 @@ pub async fn run(args: CostArgs) -> Result<bool> {
         show_output: false,
         label: "cost".into(),
         extra_env: [("AWS_ENDPOINT_URL".to_string(), aws_proxy.url.clone())].into(),
+        instances: 1,
     })
     .await?;
     let outcome = workload(&mut stack, &counter, &args, &run_id).await;
