@@ -326,14 +326,24 @@ async fn sweep(stack: &RunningStack) -> Result<()> {
     // A lead whose enqueue claim could not be released waits for the claim to expire (30 s).
     for _ in 0..20 {
         let event = esm::scheduled_event_now("chaos-sweep");
-        let r = esm::invoke(
+        let answer = esm::invoke(
             &http,
             &stack.invoke_url,
             "webhook-receiver",
             &event,
             Duration::from_secs(60),
         )
-        .await?;
+        .await;
+        // A kill's restart (see kill.rs) makes watch restart every function: an invocation in flight
+        // then gets no answer. The sweep is idempotent, so it is invoked again, as a scheduler would.
+        let r = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                println!("  sweep: no answer ({e:#}); invoking it again");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
         let report: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
         println!("  sweep: {report}");
         if report["found"].as_u64() == Some(0) {
