@@ -37,14 +37,20 @@ pub struct Function {
 }
 
 impl Function {
-    /// Starts `binary` with `env` (the stack's) and the Lambda variables; its output goes to
-    /// `.fluxo/logs/bench-NAME.log`.
+    /// Starts `binary` with `env` (the stack's) and the Lambda variables, with `events` already queued
+    /// on its Runtime API; its output goes to `.fluxo/logs/bench-NAME.log`. The events go first: a
+    /// `GET /next` that finds none is held open (as Lambda holds an idle environment), so a runtime
+    /// that starts faster than a large event is serialized would wait for good.
     pub async fn start(
         name: &str,
         binary: &Path,
         env: &BTreeMap<String, String>,
+        events: &[Value],
     ) -> Result<Function> {
         let api = RuntimeApi::start().await;
+        for e in events {
+            api.push(e)?;
+        }
         let logs = paths::state_dir().join("logs");
         std::fs::create_dir_all(&logs)?;
         let log = std::fs::File::create(logs.join(format!("bench-{name}.log")))?;
@@ -60,16 +66,12 @@ impl Function {
             name: name.to_string(),
             api,
             guard,
-            sent: 0,
+            sent: events.len(),
         })
     }
 
-    /// Invokes the function with each event in turn and returns their answers.
-    pub async fn invoke_all(&mut self, events: &[Value], timeout: Duration) -> Result<Vec<Answer>> {
-        for e in events {
-            self.api.push(e)?;
-        }
-        self.sent += events.len();
+    /// Waits for the answers to every event given to [`Function::start`].
+    pub async fn answers(&mut self, timeout: Duration) -> Result<Vec<Answer>> {
         let answers = self
             .api
             .wait_for_answers(self.sent, timeout)
@@ -78,7 +80,7 @@ impl Function {
         if let Some(status) = self.guard.try_exited() {
             bail!("{} exited ({status})", self.name);
         }
-        Ok(answers[self.sent - events.len()..].to_vec())
+        Ok(answers)
     }
 
     /// Peak resident set size so far (`VmHWM`), in bytes.

@@ -223,8 +223,8 @@ async fn run(
     workload: String,
 ) -> Result<Vec<Answer>> {
     println!("▶ {name}: {workload}");
-    let mut f = Function::start(name, &build::binary(name), &aws.env).await?;
-    let result = f.invoke_all(events, timeout).await;
+    let mut f = Function::start(name, &build::binary(name), &aws.env, events).await?;
+    let result = f.answers(timeout).await;
     let peak = f.peak_rss();
     f.stop().await;
     let answers = result?;
