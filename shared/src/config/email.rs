@@ -356,6 +356,7 @@ impl EmailTriggerConfig {
     }
 
     /// Retry policy of every platform call.
+    #[cfg(feature = "http-client")]
     pub fn retry_policy(&self) -> crate::connector::RetryPolicy {
         crate::connector::RetryPolicy {
             max_attempts: self.max_attempts,

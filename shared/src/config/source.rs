@@ -99,6 +99,10 @@ enum Backend {
 /// Reads the config from its location, remembering the last version seen so re-reads are cheap.
 pub struct ConfigSource {
     location: Location,
+    #[cfg_attr(
+        not(feature = "s3"),
+        expect(dead_code, reason = "only an S3 location reads its backend")
+    )]
     backend: Backend,
     /// S3: the ETag last seen; files: the content version; none for the built-in default.
     tag: Option<String>,
