@@ -224,7 +224,7 @@ fn throughput_rows() -> Vec<Row> {
         ("urlencoded_form_with_phone", "form with a phone"),
         ("article_json_payload", "the article's JSON"),
     ] {
-        if let Some(ns) = table::criterion_mean_ns(&dir, "intake", bench) {
+        if let Some(ns) = table::criterion_estimate_ns(&dir, "intake", bench) {
             let rate = per_sec(ns);
             rows.push(Row::new(
                 "intake leads/s/core",
@@ -235,7 +235,7 @@ fn throughput_rows() -> Vec<Row> {
             ));
         }
     }
-    if let Some(ns) = table::criterion_mean_ns(&dir, "rules", "evaluate_50_rules") {
+    if let Some(ns) = table::criterion_estimate_ns(&dir, "rules", "evaluate_50_rules") {
         rows.push(Row::new(
             "rules leads/s/core",
             "lead-router (50 rules)",
@@ -245,7 +245,7 @@ fn throughput_rows() -> Vec<Row> {
         ));
     }
     for bench in ["rest_concurrent", "hubspot_one_call"] {
-        if let Some(ns) = table::criterion_mean_ns(&dir, "batch_of_10_with_200ms_crm", bench) {
+        if let Some(ns) = table::criterion_estimate_ns(&dir, "batch_of_10_with_200ms_crm", bench) {
             let ms = ns / 1e6;
             rows.push(Row::new(
                 "batch of 10, 200 ms CRM",
@@ -256,7 +256,7 @@ fn throughput_rows() -> Vec<Row> {
             ));
         }
     }
-    if let Some(ns) = table::criterion_mean_ns(&dir, "export", "10k_leads_to_parquet") {
+    if let Some(ns) = table::criterion_estimate_ns(&dir, "export", "10k_leads_to_parquet") {
         rows.push(Row::new(
             "export rows/s/core",
             "report-export (10,000 leads to Parquet)",
@@ -266,7 +266,7 @@ fn throughput_rows() -> Vec<Row> {
         ));
     }
     if let Some(ns) =
-        table::criterion_mean_ns(&dir, "report", "render_90_days_100k_leads_50_campaigns")
+        table::criterion_estimate_ns(&dir, "report", "render_90_days_100k_leads_50_campaigns")
     {
         rows.push(Row::new(
             "render time",

@@ -90,9 +90,10 @@ pub fn text(rows: &[Row]) -> String {
     out
 }
 
-/// A criterion benchmark's mean time per iteration, in nanoseconds, from
-/// `target/criterion/GROUP/BENCH/new/estimates.json`.
-pub fn criterion_mean_ns(criterion_dir: &Path, group: &str, bench: &str) -> Option<f64> {
+/// A criterion benchmark's time per iteration, in nanoseconds, from
+/// `target/criterion/GROUP/BENCH/new/estimates.json`: the estimate criterion prints, its slope when it
+/// has one (linear sampling), else its mean.
+pub fn criterion_estimate_ns(criterion_dir: &Path, group: &str, bench: &str) -> Option<f64> {
     let text = std::fs::read_to_string(
         criterion_dir
             .join(group)
@@ -102,7 +103,9 @@ pub fn criterion_mean_ns(criterion_dir: &Path, group: &str, bench: &str) -> Opti
     )
     .ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
+    v["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| v["mean"]["point_estimate"].as_f64())
 }
 
 /// `target/perf/cost.json` of `cargo xtask cost`: the total per million leads and its measure time.
@@ -164,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_criterion_means_and_the_cost_report() {
+    fn reads_criterion_estimates_and_the_cost_report() {
         let dir = std::env::temp_dir().join(format!("fluxo-table-{}", ulid::Ulid::new()));
         let est = dir.join("intake").join("json").join("new");
         std::fs::create_dir_all(&est).unwrap();
@@ -173,8 +176,16 @@ mod tests {
             r#"{"mean":{"point_estimate":2500.0}}"#,
         )
         .unwrap();
-        assert_eq!(criterion_mean_ns(&dir, "intake", "json"), Some(2500.0));
-        assert_eq!(criterion_mean_ns(&dir, "intake", "other"), None);
+        assert_eq!(criterion_estimate_ns(&dir, "intake", "json"), Some(2500.0));
+        assert_eq!(criterion_estimate_ns(&dir, "intake", "other"), None);
+        let sloped = dir.join("intake").join("form").join("new");
+        std::fs::create_dir_all(&sloped).unwrap();
+        std::fs::write(
+            sloped.join("estimates.json"),
+            r#"{"mean":{"point_estimate":2500.0},"slope":{"point_estimate":2000.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(criterion_estimate_ns(&dir, "intake", "form"), Some(2000.0));
         let cost = dir.join("cost.json");
         std::fs::write(
             &cost,
