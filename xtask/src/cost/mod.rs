@@ -886,7 +886,7 @@ mod tests {
         let text = std::fs::read_to_string(paths::template()).unwrap();
         let memory = memory_sizes(&text).unwrap();
         assert_eq!(memory["webhook-receiver"], 128);
-        assert_eq!(memory["lead-router"], 256);
+        assert_eq!(memory["audience-sync"], 256);
         assert_eq!(memory["report-export"], 512);
         assert!(memory.len() >= 7, "{memory:?}");
     }
