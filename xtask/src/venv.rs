@@ -159,7 +159,7 @@ impl Fix {
 /// - Its `TransactWriteItems` deep-copies every table it touches, whole, before each transaction (its
 ///   roll-back copy), once per item of the transaction. A 100-item transaction on a table of a few
 ///   thousand items took minutes. Under the load, every lead's transaction copied a table that grew
-///   with each lead: moto reached 4.4 GB and about 12 requests a second. Backing up only the items
+///   with each lead: moto reached 4.4 GB and answered about 12 requests a second. Backing up only the items
 ///   the transaction touches, and putting those back on a roll-back, restores the same state.
 /// - Its DynamoDB backend is not thread-safe, and its server runs one thread per request. Under the
 ///   load (64 concurrent requests), that copy raced with other requests' writes, and moto answered 500
