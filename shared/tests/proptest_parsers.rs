@@ -270,7 +270,7 @@ proptest! {
 fn warm_up_phone_metadata() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
-        let _ = phonenumber::parse(None, "+55 11 91234-5678");
+        let _ = rlibphonenumber::PHONE_NUMBER_UTIL.parse("+55 11 91234-5678", None);
     });
 }
 

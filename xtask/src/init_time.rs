@@ -26,6 +26,10 @@ pub struct InitTimeArgs {
     /// How many cold starts to measure per binary (at least 1)
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub runs: usize,
+    /// Measure the release binaries already built in DIR (DIR/NAME for each function and hello-lambda)
+    /// instead of building them into target/release
+    #[arg(long, value_name = "DIR")]
+    pub binaries: Option<std::path::PathBuf>,
 }
 
 /// One binary's cold starts.
@@ -38,13 +42,20 @@ pub struct InitTime {
     pub ratio: f64,
 }
 
-/// Builds every function and the hello-world in release, starts moto with the demo config pushed (the
-/// functions read it at cold start, as in AWS), and measures each `runs` times.
-pub async fn run(runs: usize) -> Result<()> {
+/// Builds every function and the hello-world in release (or takes them from `--binaries`), starts moto
+/// with the demo config pushed (the functions read it at cold start, as in AWS), and measures each
+/// `runs` times.
+pub async fn run(args: InitTimeArgs) -> Result<()> {
+    let runs = args.runs.max(1);
     crate::venv::ensure(&[crate::venv::TOOLS])?;
-    let mut packages = build::functions()?;
-    packages.push(HELLO.to_string());
-    build::release(&packages).await?;
+    match &args.binaries {
+        Some(dir) => build::use_binaries(dir),
+        None => {
+            let mut packages = build::functions()?;
+            packages.push(HELLO.to_string());
+            build::release(&packages).await?;
+        }
+    }
     let aws = local::start_aws(
         PortChoice::Any,
         Some(&local::demo_config()),

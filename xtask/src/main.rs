@@ -64,7 +64,7 @@ async fn execute(command: Command) -> Result<bool> {
         Command::Bench(args) => return perf::run(args).await,
         Command::Bloat(args) => perf::bloat::run(args).await?,
         Command::CheckConfig(args) => return Ok(tools::check_config(&args.file)),
-        Command::InitTime(args) => init_time::run(args.runs.max(1)).await?,
+        Command::InitTime(args) => init_time::run(args).await?,
         Command::Invoke(opts) => tools::invoke(opts).await?,
         Command::Erase(args) => xtask::erase::run(args).await?,
         Command::Optimizer(args) => optimizer::run(args).await?,
@@ -260,6 +260,7 @@ mod tests {
             panic!("init-time did not parse");
         };
         assert_eq!(init.runs, 20);
+        assert!(init.binaries.is_none());
     }
 
     #[test]

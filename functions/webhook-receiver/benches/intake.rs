@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fluxo::domain::LeadId;
+use fluxo::domain::{Email, LeadId, Phone};
 use fluxo::domain::intake::{self, IntakeSettings, Submission};
 use fluxo::envelope::LeadEnvelope;
 
@@ -41,7 +41,7 @@ fn bench_intake(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|_| std::process::abort());
     let settings = IntakeSettings {
-        default_country: Some(phonenumber::country::Id::BR),
+        default_country: Some(rlibphonenumber::Region::BR),
         ..Default::default()
     };
     // Make sure the benchmark measures accepted, fully normalized leads, not an early rejection: each
@@ -88,6 +88,46 @@ fn bench_intake(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The form's steps alone, so that a miss above names its step.
+    let mut steps = c.benchmark_group("intake_steps");
+    steps.throughput(Throughput::Elements(1));
+    steps.bench_function("decode_urlencoded_form", |b| {
+        b.iter(|| {
+            runtime.block_on(webhook_receiver::body::decode(
+                Some("application/x-www-form-urlencoded"),
+                black_box(FORM),
+            ))
+        })
+    });
+    let fields = runtime
+        .block_on(webhook_receiver::body::decode(
+            Some("application/x-www-form-urlencoded"),
+            FORM,
+        ))
+        .unwrap_or_default();
+    let at: DateTime<Utc> = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+    steps.bench_function("normalize_form", |b| {
+        b.iter(|| intake::normalize(black_box(&fields), None, at, &settings))
+    });
+    let Ok(Submission::Lead { lead, .. }) = intake::normalize(&fields, None, at, &settings) else {
+        std::process::abort()
+    };
+    steps.bench_function("client_fingerprint", |b| {
+        b.iter(|| intake::client_fingerprint(black_box(&lead), None))
+    });
+    let envelope = LeadEnvelope::new(LeadId::new(at, 42), "k".into(), at, None, (*lead).clone());
+    steps.bench_function("envelope_to_json", |b| b.iter(|| black_box(&envelope).to_json()));
+    steps.bench_function("phone_national_br", |b| {
+        b.iter(|| Phone::parse(black_box("(11) 98765-4321"), settings.default_country))
+    });
+    steps.bench_function("phone_international", |b| {
+        b.iter(|| Phone::parse(black_box("+55 11 98765-4321"), None))
+    });
+    steps.bench_function("email", |b| {
+        b.iter(|| Email::parse(black_box("Joao.Silva@Exemplo.com.br")))
+    });
+    steps.finish();
 }
 
 criterion_group!(benches, bench_intake);

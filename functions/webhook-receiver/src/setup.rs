@@ -112,7 +112,7 @@ pub struct Settings {
     /// `THANK_YOU_URL`: where plain HTML forms are sent after a submission, if they name no `_redirect`.
     pub thank_you_url: Option<RedirectTarget>,
     /// `DEFAULT_COUNTRY`: ISO 3166 alpha-2 code for national phone numbers (e.g. `BR`).
-    pub default_country: Option<phonenumber::country::Id>,
+    pub default_country: Option<rlibphonenumber::Region>,
     /// `DEDUP_WINDOW_SECS`: submissions without an `Idempotency-Key` that carry the same content within
     /// this many seconds of the first one are one request. Default 600; 0 turns de-duplication off.
     pub dedup_window_secs: u64,
@@ -136,7 +136,7 @@ impl Settings {
         let default_country = settings::optional(src, "DEFAULT_COUNTRY")?
             .map(|code| {
                 code.to_uppercase()
-                    .parse::<phonenumber::country::Id>()
+                    .parse::<rlibphonenumber::Region>()
                     .map_err(|_| SettingError::Invalid {
                         name: "DEFAULT_COUNTRY",
                         problem: "must be an ISO 3166 alpha-2 country code such as BR or US".into(),

@@ -16,7 +16,7 @@ const BOUND: Duration = Duration::from_secs(2);
 fn warm_up_phone_metadata() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
-        let _ = phonenumber::parse(None, "+55 11 91234-5678");
+        let _ = rlibphonenumber::PHONE_NUMBER_UTIL.parse("+55 11 91234-5678", None);
     });
 }
 

@@ -80,9 +80,10 @@ pub fn meta_country(country: &str) -> Option<String> {
 /// The country (ISO 3166-1 alpha-2, lowercase) of an E.164 number, when it can be told.
 pub fn country_of_phone(phone: &str) -> Option<String> {
     let digits = international_digits(phone)?;
-    let parsed = phonenumber::parse(None, format!("+{digits}")).ok()?;
-    let id = parsed.country().id()?;
-    meta_country(&format!("{id:?}"))
+    let util = &*rlibphonenumber::PHONE_NUMBER_UTIL;
+    let parsed = util.parse(&format!("+{digits}"), None).ok()?;
+    let region = util.get_region_for_number(&parsed)?;
+    meta_country(&region.to_string())
 }
 
 #[cfg(test)]

@@ -153,20 +153,23 @@ impl Phone {
     /// as its digits.
     pub fn parse(
         raw: &str,
-        default_country: Option<phonenumber::country::Id>,
+        default_country: Option<rlibphonenumber::Region>,
     ) -> Result<Self, PhoneError> {
         let trimmed = raw.trim();
         let international = trimmed.starts_with('+') || trimmed.starts_with("00");
         if default_country.is_some() || international {
             let candidate = trimmed.strip_prefix("00").map(|rest| format!("+{rest}"));
             let text = candidate.as_deref().unwrap_or(trimmed);
-            let parsed =
-                phonenumber::parse(default_country, text).map_err(|_| PhoneError::Invalid)?;
-            if !phonenumber::is_valid(&parsed) {
+            let util = &*rlibphonenumber::PHONE_NUMBER_UTIL;
+            let parsed = util
+                .parse(text, default_country)
+                .map_err(|_| PhoneError::Invalid)?;
+            if !util.is_valid_number(&parsed) {
                 return Err(PhoneError::Invalid);
             }
             return Ok(Phone(
-                parsed.format().mode(phonenumber::Mode::E164).to_string(),
+                util.format(&parsed, rlibphonenumber::PhoneNumberFormat::E164)
+                    .into_owned(),
             ));
         }
         let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
@@ -389,7 +392,7 @@ mod tests {
 
     #[test]
     fn brazilian_mobile_becomes_e164_with_a_default_country() {
-        let phone = Phone::parse("(11) 98765-4321", Some(phonenumber::country::Id::BR)).unwrap();
+        let phone = Phone::parse("(11) 98765-4321", Some(rlibphonenumber::Region::BR)).unwrap();
         assert_eq!(phone.as_str(), "+5511987654321");
         assert!(phone.is_e164());
     }

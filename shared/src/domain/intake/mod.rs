@@ -44,7 +44,7 @@ pub type RawFields = Vec<(String, RawValue)>;
 #[derive(Debug, Clone)]
 pub struct IntakeSettings {
     /// Country for national phone numbers; numbers become E.164 when set.
-    pub default_country: Option<phonenumber::country::Id>,
+    pub default_country: Option<rlibphonenumber::Region>,
     /// The honeypot field's name (normalized), `_gotcha` by default.
     pub honeypot_field: String,
     /// Most custom fields one lead may carry.

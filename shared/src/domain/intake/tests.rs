@@ -174,7 +174,7 @@ fn over_long_values_are_refused() {
 #[test]
 fn phone_becomes_e164_with_a_default_country() {
     let settings = IntakeSettings {
-        default_country: Some(phonenumber::country::Id::BR),
+        default_country: Some(rlibphonenumber::Region::BR),
         ..Default::default()
     };
     let fields = text(&[("email", "a@exemplo.com"), ("whatsapp", "(11) 98765-4321")]);
