@@ -166,15 +166,75 @@ impl ConnectorError {
 }
 
 /// Builds the HTTP client every connector shares: rustls, connect and total timeouts.
+///
+/// Every client in the process shares one TLS set-up ([`shared_tls`]), so the platform's root
+/// certificates are read and parsed once per cold start, not once per client.
 pub fn http_client(
     connect_timeout: Duration,
     total_timeout: Duration,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .timeout(total_timeout)
-        .user_agent(concat!("fluxo/", env!("CARGO_PKG_VERSION")))
-        .build()
+    with_tls(
+        reqwest::Client::builder(),
+        shared_tls(&VENDOR_TLS, vendor_tls),
+    )
+    .connect_timeout(connect_timeout)
+    .timeout(total_timeout)
+    .user_agent(concat!("fluxo/", env!("CARGO_PKG_VERSION")))
+    .build()
+}
+
+/// A built TLS set-up, shared by the clients of one process; `None` when it could not be built.
+pub(crate) type SharedTls = std::sync::OnceLock<Option<rustls::ClientConfig>>;
+
+static VENDOR_TLS: SharedTls = SharedTls::new();
+
+/// The set-up in `cell`, built by `build` on first use. A set-up that cannot be built is logged once,
+/// and the clients then build their own (reqwest's default).
+pub(crate) fn shared_tls(
+    cell: &'static SharedTls,
+    build: fn() -> Result<rustls::ClientConfig, rustls::Error>,
+) -> Option<rustls::ClientConfig> {
+    cell.get_or_init(|| {
+        build()
+            .map(|mut config| {
+                // What reqwest offers itself with its `http2` feature: HTTP/2, else HTTP/1.1.
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                config
+            })
+            .map_err(|error| tracing::warn!(%error, "the shared TLS set-up could not be built"))
+            .ok()
+    })
+    .clone()
+}
+
+/// Uses `tls` when there is one; otherwise the builder keeps reqwest's own TLS set-up.
+pub(crate) fn with_tls(
+    builder: reqwest::ClientBuilder,
+    tls: Option<rustls::ClientConfig>,
+) -> reqwest::ClientBuilder {
+    match tls {
+        Some(config) => builder.tls_backend_preconfigured(config),
+        None => builder,
+    }
+}
+
+/// Vendors' endpoints (HubSpot, Meta, Google, Slack...): the platform's verifier and root certificates,
+/// as reqwest sets them up itself.
+fn vendor_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth(),
+    )
+}
+
+/// The process's crypto provider if one was installed, else aws-lc-rs (the SDK's and reqwest's).
+pub(crate) fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
 /// A response read in full: status, headers that matter for retries, and body text.
@@ -493,6 +553,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static COUNTED_TLS: SharedTls = SharedTls::new();
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counted_vendor_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        vendor_tls()
+    }
+
+    #[test]
+    fn every_client_of_a_process_shares_one_tls_set_up_built_once() {
+        for _ in 0..3 {
+            let tls = shared_tls(&COUNTED_TLS, counted_vendor_tls);
+            let tls = tls.expect("the platform's roots load on this machine");
+            assert_eq!(tls.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        }
+        assert_eq!(BUILDS.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(http_client(Duration::from_secs(1), Duration::from_secs(2)).is_ok());
+    }
 
     #[test]
     fn an_outcome_maps_its_success_and_keeps_its_failures() {

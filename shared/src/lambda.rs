@@ -71,7 +71,8 @@ impl Start {
 
     /// Reads the settings (`settings`, e.g. `Settings::from_env`), loads the AWS config, builds the secret
     /// store, installs what was asked for, and builds the config source from `CONFIG_BUCKET` /
-    /// `CONFIG_FILE`. A bad setting fails here, by name.
+    /// `CONFIG_FILE`, whose first read is made while the fingerprint key is read (the source's first
+    /// `load` returns it). A bad setting fails here, by name.
     pub async fn run<S>(
         self,
         settings: impl FnOnce() -> Result<S, SettingError>,
@@ -83,10 +84,17 @@ impl Start {
         if self.analytics {
             crate::analytics::install_queue(self.function, &sdk_config);
         }
-        if self.fingerprint {
-            crate::domain::fingerprint::install_from(&secrets).await?;
-        }
-        let source = ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
+        let mut source =
+            ConfigSource::from_sdk_config(Location::from_settings(&Env)?, &sdk_config)?;
+        // The fingerprint key (SSM) and the config (S3) are two round trips: made at the same time.
+        let fingerprint = async {
+            match self.fingerprint {
+                true => crate::domain::fingerprint::install_from(&secrets).await,
+                false => Ok(()),
+            }
+        };
+        let ((), installed) = tokio::join!(source.prefetch(), fingerprint);
+        installed?;
         tracing::debug!(function = self.function, "cold start done");
         let cold = ColdStart {
             settings,

@@ -4,8 +4,8 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fluxo::domain::{Email, LeadId, Phone};
 use fluxo::domain::intake::{self, IntakeSettings, Submission};
+use fluxo::domain::{Email, LeadId, Phone};
 use fluxo::envelope::LeadEnvelope;
 
 const FORM: &[u8] = b"nome=Jo%C3%A3o+da+Silva&email=Joao.Silva%40Exemplo.com.br&telefone=%2811%29+98765-4321\
@@ -117,7 +117,9 @@ fn bench_intake(c: &mut Criterion) {
         b.iter(|| intake::client_fingerprint(black_box(&lead), None))
     });
     let envelope = LeadEnvelope::new(LeadId::new(at, 42), "k".into(), at, None, (*lead).clone());
-    steps.bench_function("envelope_to_json", |b| b.iter(|| black_box(&envelope).to_json()));
+    steps.bench_function("envelope_to_json", |b| {
+        b.iter(|| black_box(&envelope).to_json())
+    });
     steps.bench_function("phone_national_br", |b| {
         b.iter(|| Phone::parse(black_box("(11) 98765-4321"), settings.default_country))
     });

@@ -1,6 +1,6 @@
 //! SigV4-signed HTTPS requests to AWS APIs that Fluxo calls only once in a while (S3 objects, Secrets
 //! Manager), without linking a whole SDK crate for each: the signer is `aws-sigv4`, already linked by the
-//! SDK runtime, and the HTTP client is the connectors' `reqwest` client.
+//! SDK runtime, and the HTTP client is `reqwest`, trusting only the AWS root CAs as the SDK clients do.
 //!
 //! Credentials, region and endpoint override (`AWS_ENDPOINT_URL`, moto locally) come from the shared
 //! [`aws_config::SdkConfig`], exactly as the SDK clients get them.
@@ -15,6 +15,29 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 
 use crate::error::{ErrorClass, Retryable};
+
+static AWS_TLS: crate::connector::SharedTls = crate::connector::SharedTls::new();
+
+/// AWS endpoints: only the AWS root CAs, as the SDK clients trust (see [`super::load_aws_config`]). No
+/// system certificate store is read.
+fn aws_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::connector::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(aws_roots()?)
+            .with_no_client_auth(),
+    )
+}
+
+fn aws_roots() -> Result<rustls::RootCertStore, rustls::Error> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(super::AWS_ROOT_CAS.as_bytes()) {
+        let cert = cert.map_err(|e| rustls::Error::General(format!("bundled AWS root CA: {e}")))?;
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
 
 /// A request that could not be sent or signed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,7 +131,8 @@ impl std::fmt::Debug for SignedClient {
 impl SignedClient {
     /// Takes credentials, region and endpoint override from the shared AWS config.
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Result<Self, SignedError> {
-        let http = reqwest::Client::builder()
+        let tls = crate::connector::shared_tls(&AWS_TLS, aws_tls);
+        let http = crate::connector::with_tls(reqwest::Client::builder(), tls)
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .user_agent(concat!("fluxo/", env!("CARGO_PKG_VERSION")))
@@ -227,6 +251,16 @@ pub fn encode_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_endpoints_trust_only_the_five_bundled_aws_roots() {
+        assert_eq!(aws_roots().expect("the bundled roots parse").len(), 5);
+        let shared = crate::connector::shared_tls(&AWS_TLS, aws_tls).expect("built");
+        assert_eq!(
+            shared.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
 
     #[test]
     fn keys_keep_their_slashes_and_escape_the_rest() {

@@ -81,7 +81,7 @@ pub fn meta_country(country: &str) -> Option<String> {
 pub fn country_of_phone(phone: &str) -> Option<String> {
     let digits = international_digits(phone)?;
     let util = &*rlibphonenumber::PHONE_NUMBER_UTIL;
-    let parsed = util.parse(&format!("+{digits}"), None).ok()?;
+    let parsed = util.parse(format!("+{digits}"), None).ok()?;
     let region = util.get_region_for_number(&parsed)?;
     meta_country(&region.to_string())
 }

@@ -106,6 +106,9 @@ pub struct ConfigSource {
     backend: Backend,
     /// S3: the ETag last seen; files: the content version; none for the built-in default.
     tag: Option<String>,
+    /// The first read, made by [`ConfigSource::prefetch`] beside other cold-start work; the next
+    /// [`ConfigSource::load`] takes it instead of reading again.
+    prefetched: Option<Result<LoadedConfig, SourceError>>,
 }
 
 impl std::fmt::Debug for ConfigSource {
@@ -129,6 +132,7 @@ impl ConfigSource {
             location,
             backend: Backend::Local,
             tag: None,
+            prefetched: None,
         }
     }
 
@@ -149,7 +153,15 @@ impl ConfigSource {
             location,
             backend,
             tag: None,
+            prefetched: None,
         })
+    }
+
+    /// Makes the first [`ConfigSource::load`] now, so that a cold start can wait for it together with
+    /// its other requests; the result (config or error) is what that `load` returns.
+    pub async fn prefetch(&mut self) {
+        let first = self.load().await;
+        self.prefetched = Some(first);
     }
 
     /// Where this source reads.
@@ -160,6 +172,9 @@ impl ConfigSource {
     /// Reads and validates the config (cold start). An invalid config is an error; no deployed config at
     /// all means the built-in default, which is logged.
     pub async fn load(&mut self) -> Result<LoadedConfig, SourceError> {
+        if let Some(first) = self.prefetched.take() {
+            return first;
+        }
         self.tag = None;
         match self.poll().await? {
             Poll::Changed(result) => Ok((*result)?),
@@ -308,6 +323,27 @@ mod tests {
             other => panic!("expected a refused change, got {other:?}"),
         }
         assert!(!first.version.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_prefetched_read_is_what_the_next_load_returns_and_is_taken_once() {
+        let dir = std::env::temp_dir().join(format!("fluxo-src-pre-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.toml");
+        std::fs::write(&path, "[lead_router]\nmode = \"first_match\"\n").unwrap();
+        let mut source = ConfigSource::local(Location::File(path.clone()));
+        source.prefetch().await;
+        // The file changes after the prefetch: the first load is the prefetched read...
+        std::fs::write(&path, "[lead_router]\nmode = \"nope\"\n").unwrap();
+        let first = source.load().await.unwrap();
+        assert_eq!(
+            first.version,
+            version_of("[lead_router]\nmode = \"first_match\"\n")
+        );
+        // ...and the next one reads the file again, and refuses what it now holds.
+        let second = source.load().await.unwrap_err();
+        assert!(second.to_string().contains("lead_router.mode"), "{second}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

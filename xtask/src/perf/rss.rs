@@ -1,6 +1,7 @@
 //! Peak memory of every function under a realistic load, on moto, one release binary at a time. The
 //! pipeline runs for real: the receiver's 1,000 leads are the router's batches of 10, whose fan-out is
-//! email-trigger's and audience-sync's input (audience-sync's repeated into one 10,000-message batch),
+//! email-trigger's and audience-sync's input (audience-sync's repeated into the largest batch Lambda
+//! delivers: 10,000 messages, or fewer when their event would pass the 6 MB invocation payload),
 //! and everything they send to the analytics queue is report-export's. Then report-api renders the
 //! dashboard over that lake, and hourly-optimizer runs over 1,000 campaigns on the fake ad platform.
 
@@ -22,6 +23,9 @@ use crate::template::LOCAL_REGION;
 pub const RECEIVER_REQUESTS: usize = 1_000;
 /// Messages in audience-sync's one batch (the template's `AudienceBatchSize`).
 pub const AUDIENCE_BATCH: usize = 10_000;
+/// The largest event Lambda hands a function (its synchronous invocation payload, which an SQS event
+/// source's batch also stops at): 6 MB.
+pub const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
 /// Campaigns of the optimizer's run.
 pub const OPTIMIZER_CAMPAIGNS: usize = 1_000;
 
@@ -126,7 +130,7 @@ async fn pipeline(aws: &AwsStack, peaks: &mut Vec<Peak>) -> Result<()> {
     expect_no_failures(&answers, "email-trigger")?;
 
     // audience-sync: the audience queue's messages, repeated into one batch of 10,000 (each copy a
-    // distinct message, as redeliveries and repeat leads are).
+    // distinct message, as redeliveries and repeat leads are), cut to what fits in Lambda's 6 MB.
     let received: Vec<ReceivedMessage> = drain(&sqs, aws, "AudienceQueue", 10)
         .await?
         .into_iter()
@@ -137,7 +141,7 @@ async fn pipeline(aws: &AwsStack, peaks: &mut Vec<Peak>) -> Result<()> {
             "the router queued no audience action: the config's rules sent no lead to an audience"
         );
     }
-    let batch: Vec<ReceivedMessage> = (0..AUDIENCE_BATCH)
+    let mut batch: Vec<ReceivedMessage> = (0..AUDIENCE_BATCH)
         .map(|i| {
             let mut m = received[i % received.len()].clone();
             m.message_id = format!("{}-{i}", m.message_id);
@@ -145,7 +149,14 @@ async fn pipeline(aws: &AwsStack, peaks: &mut Vec<Peak>) -> Result<()> {
             m
         })
         .collect();
-    let events = sqs_events(&[batch], aws, "AudienceQueue")?;
+    let (events, bytes) = loop {
+        let events = sqs_events(std::slice::from_ref(&batch), aws, "AudienceQueue")?;
+        let bytes = serde_json::to_vec(&events[0])?.len();
+        match fitting(batch.len(), bytes) {
+            Some(n) => batch.truncate(n),
+            None => break (events, bytes),
+        }
+    };
     let answers = run(
         "audience-sync",
         aws,
@@ -153,7 +164,9 @@ async fn pipeline(aws: &AwsStack, peaks: &mut Vec<Peak>) -> Result<()> {
         Duration::from_secs(1_200),
         peaks,
         format!(
-            "one batch of {AUDIENCE_BATCH} audience actions ({} distinct)",
+            "one batch of {} audience actions, {:.1} MB ({} distinct; the largest Lambda delivers is 10,000 or 6 MB)",
+            batch.len(),
+            bytes as f64 / 1e6,
             received.len()
         ),
     )
@@ -278,6 +291,16 @@ async fn drain(
 /// Longest time to read one queue.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
 
+/// How many of `count` messages fit when their event is `bytes` long: `None` when all of them do.
+fn fitting(count: usize, bytes: usize) -> Option<usize> {
+    (bytes > MAX_EVENT_BYTES).then(|| {
+        let fit = (count as u128 * MAX_EVENT_BYTES as u128 / bytes as u128) as usize;
+        // The event's envelope is a few hundred bytes: cutting in proportion lands within a message or
+        // two, and the loop re-measures.
+        fit.min(count.saturating_sub(1))
+    })
+}
+
 fn sqs_events(batches: &[Vec<ReceivedMessage>], aws: &AwsStack, queue: &str) -> Result<Vec<Value>> {
     let arn = &aws.info.queue(queue)?.arn;
     batches
@@ -395,6 +418,15 @@ pub fn serve_platform(listener: tokio::net::TcpListener) -> Result<tokio::task::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audience_batch_is_cut_to_what_lambda_delivers_in_six_mb() {
+        assert_eq!(fitting(10_000, 5_000_000), None);
+        assert_eq!(fitting(10_000, MAX_EVENT_BYTES), None);
+        assert_eq!(fitting(10_000, 2 * MAX_EVENT_BYTES), Some(5_000));
+        // Always at least one message fewer, so that the loop ends.
+        assert_eq!(fitting(10_000, MAX_EVENT_BYTES + 1), Some(9_999));
+    }
 
     #[test]
     fn the_generated_optimizer_config_is_valid_and_holds_every_campaign() {
