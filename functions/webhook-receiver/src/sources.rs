@@ -165,12 +165,17 @@ pub async fn build_owned(
 }
 
 /// Builds the sources of one config version: resolves every secret (cached by `secrets`), decodes the
-/// Standard Webhooks keys and builds one Graph client per Meta source.
+/// Standard Webhooks keys and builds one Graph client per Meta source. The sources are built at the
+/// same time, so a cold start waits for one secret read, not one per source.
 pub async fn build(secrets: &SecretStore, loaded: &LoadedConfig) -> Result<Sources, SourcesError> {
+    let built =
+        futures_util::future::join_all(loaded.config.sources.iter().map(|config| async move {
+            (config.name().to_string(), build_one(secrets, config).await)
+        }))
+        .await;
     let mut out = Sources::none();
-    for config in &loaded.config.sources {
-        let name = config.name().to_string();
-        let source = match build_one(secrets, config).await {
+    for (name, built) in built {
+        let source = match built {
             Ok(source) => source,
             Err(e) => {
                 observability::count(NAMESPACE, FUNCTION, "SourceUnavailable", 1);
@@ -197,26 +202,29 @@ async fn build_one(secrets: &SecretStore, config: &SourceConfig) -> Result<Sourc
                     field: "graph_url",
                     problem: e.to_string(),
                 })?;
-                let token = key(secrets, &name, "page_token", &c.page_token).await?;
-                Source::Meta {
-                    app_secrets: keys(
+                // Three secrets, read at the same time.
+                let (token, app_secrets, verify_tokens) = tokio::try_join!(
+                    key(secrets, &name, "page_token", &c.page_token),
+                    keys(
                         secrets,
                         &name,
                         ("app_secret", "previous_app_secret"),
                         &c.app_secret,
                         c.previous_app_secret.as_ref(),
                         raw,
-                    )
-                    .await?,
-                    verify_tokens: keys(
+                    ),
+                    keys(
                         secrets,
                         &name,
                         ("verify_token", "verify_token"),
                         &c.verify_token,
                         None,
                         raw,
-                    )
-                    .await?,
+                    ),
+                )?;
+                Source::Meta {
+                    app_secrets,
+                    verify_tokens,
                     graph: GraphClient::new(
                         http,
                         c.graph_url.clone(),
