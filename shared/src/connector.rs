@@ -230,11 +230,14 @@ fn vendor_tls() -> Result<rustls::ClientConfig, rustls::Error> {
     )
 }
 
-/// The process's crypto provider if one was installed, else aws-lc-rs (the SDK's and reqwest's).
+/// The process's crypto provider: ring, installed as the process default on first use (so that a
+/// client reqwest sets up itself finds it too), unless another was installed first.
 pub(crate) fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    // Fails only when a provider is already installed, which is then the one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     rustls::crypto::CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()))
 }
 
 /// A response read in full: status, headers that matter for retries, and body text.

@@ -44,18 +44,19 @@ fn with_aws_roots(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader 
     let trust = TrustStore::empty()
         .with_native_roots(false)
         .with_pem_certificate(AWS_ROOT_CAS.as_bytes());
-    match TlsContext::builder().with_trust_store(trust).build() {
-        Ok(context) => loader.http_client(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-                .tls_context(context)
-                .build_https(),
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "the AWS-roots HTTPS client could not be built; using the SDK default");
-            loader
-        }
-    }
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "the AWS-roots TLS set-up could not be built; trusting the system's roots");
+            TlsContext::default()
+        });
+    loader.http_client(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .tls_context(context)
+            .build_https(),
+    )
 }
 
 #[cfg(test)]
